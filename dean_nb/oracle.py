@@ -31,7 +31,9 @@ def check_channel(matrix: torch.Tensor, *, atol: float = 1e-6) -> torch.Tensor:
     if not isinstance(matrix, torch.Tensor):
         matrix = torch.as_tensor(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise ValueError(f"matrix must be square (K, K) with K >= 2, got shape {tuple(matrix.shape)}")
+        raise ValueError(
+            f"matrix must be square (K, K) with K >= 2, got shape {tuple(matrix.shape)}"
+        )
     matrix = matrix.to(torch.float64)
     if not torch.isfinite(matrix).all() or (matrix < 0).any():
         raise ValueError("matrix entries must be finite and lie in [0, 1]")

@@ -48,7 +48,9 @@ def check_probabilities(name: str, probs: torch.Tensor, *, atol: float = 1e-4) -
     if not isinstance(probs, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(probs).__name__}")
     if probs.ndim < 1 or probs.shape[-1] == 0:
-        raise ValueError(f"{name} must have a non-empty last (class) axis, got shape {tuple(probs.shape)}")
+        raise ValueError(
+            f"{name} must have a non-empty last (class) axis, got shape {tuple(probs.shape)}"
+        )
     if not torch.isfinite(probs).all():
         raise ValueError(f"{name} contains NaN or inf; probabilities must be finite")
     if (probs < 0).any():
@@ -56,7 +58,9 @@ def check_probabilities(name: str, probs: torch.Tensor, *, atol: float = 1e-4) -
     sums = probs.sum(dim=-1)
     if not torch.allclose(sums, torch.ones_like(sums), atol=atol):
         worst = (sums - 1).abs().max().item()
-        raise ValueError(f"{name} rows must sum to 1 over the last axis (worst deviation {worst:.3g})")
+        raise ValueError(
+            f"{name} rows must sum to 1 over the last axis (worst deviation {worst:.3g})"
+        )
     return probs
 
 
