@@ -1,0 +1,317 @@
+"""The paper's CNNs (appendix B.1) split into a deterministic trunk and a stochastic head.
+
+Chapter "Models and MC dropout". Every network here is an :class:`MCDropoutNet`:
+
+* ``trunk``: every layer before the first dropout. It is deterministic (no dropout, no
+  batch norm), so for T Monte-Carlo dropout passes it needs to run only once per input; its
+  output is flat, ``(N, D)``.
+* ``head``: starts with ``nn.Dropout`` and ends with the final ``nn.Linear`` that gives the
+  logits ``(N, K)``. All randomness of MC dropout lives here.
+
+``forward(x) = head(trunk(x))``, so the split changes nothing about what the network computes;
+:func:`dean_nb.scoring.mc_dropout_probs` uses it to run the trunk once and the head T times.
+
+Architectures (``arch``), after appendix B.1 of Gupta, Sahu and Lin (arXiv:1909.12473):
+
+* ``"mnist"`` (also Fashion-MNIST): Conv 32@4x4, ReLU, Conv 32@4x4, ReLU, MaxPool 2,
+  Dropout .25, Dense 128, ReLU, Dropout .5, Dense K. The paper's text puts the dropout before
+  the pooling; the authors' code (Gal et al.'s Keras MNIST model) pools first, which we follow:
+  the trunk then holds both convolutions.
+* ``"emnist"`` (47 classes): Conv 32@4x4, ReLU, Conv 64@4x4, ReLU, Dropout .25, MaxPool 2,
+  Conv 128@4x4, ReLU, Dropout .25, MaxPool 2, Dense 512, ReLU, Dropout .5, Dense K.
+* ``"cifar10"`` (also SVHN): three blocks [Conv, ReLU, Conv, ReLU, Dropout .25, MaxPool 2]
+  with 32, 64, 128 filters of 3x3 ("same" padding, as in Keras' CIFAR-10 example; with "valid"
+  padding a 32x32 image would shrink to nothing), then Dense 128, ReLU, Dropout .5, Dense K.
+* ``"cifar100"``: as ``"cifar10"`` with Dense 512.
+* ``"digits"``: a small net for scikit-learn's 8x8 digits (the book's CPU preset): Conv
+  16@3x3, ReLU, Conv 32@3x3, ReLU (both "same"), MaxPool 2, Dropout .25, Dense 128, ReLU,
+  Dropout .5, Dense K.
+
+Convolutions use "valid" padding (Keras' default) unless said otherwise. For EMNIST and CIFAR
+the first dropout sits before a pooling layer, so the trunk ends after the first convolution
+pair, flattened, and the head unflattens it again. ``nn.Dropout`` is element-wise whatever the
+tensor's shape (we never use ``Dropout2d``, whose behaviour on 2-D input changed across torch
+versions). Dropout rates, filter counts and dense widths are the paper's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dean_nb.runtime import derive_seed, make_generator, seeded_global_rng
+from dean_nb.validation import check_int_range
+
+ARCHS: tuple[str, ...] = ("digits", "mnist", "emnist", "cifar10", "cifar100")
+
+_ARCH_FOR_DATASET: dict[str, str] = {
+    "digits": "digits",
+    "mnist": "mnist",
+    "fashion-mnist": "mnist",
+    "emnist": "emnist",
+    "svhn": "cifar10",
+    "cifar10": "cifar10",
+    "cifar100": "cifar100",
+}
+
+
+class MCDropoutNet(nn.Module):
+    """A classifier split as ``logits = head(trunk(x))`` for cheap MC dropout.
+
+    Args:
+        trunk: deterministic layers mapping ``(N, C, H, W)`` to flat features ``(N, D)``;
+            must contain no dropout.
+        head: ``nn.Sequential`` whose first layer is an ``nn.Dropout`` and whose last layer is
+            the ``nn.Linear`` giving the logits ``(N, K)``.
+        first_dense: the dense layer that receives the paper's weight decay (it must be a
+            submodule of ``head`` or ``trunk``; it is looked up by name, so it is stored once
+            in ``state_dict``).
+        num_classes: K.
+        arch: name of the architecture, for ``repr`` and for rebuilding the same model.
+    """
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        head: nn.Sequential,
+        first_dense: nn.Linear,
+        num_classes: int,
+        arch: str = "custom",
+    ) -> None:
+        super().__init__()
+        check_int_range("num_classes", num_classes, 2)
+        if not isinstance(head, nn.Sequential) or len(head) < 2:
+            raise TypeError("head must be an nn.Sequential of at least two layers")
+        if not isinstance(head[0], nn.Dropout):
+            raise ValueError(f"head must start with nn.Dropout, got {type(head[0]).__name__}")
+        if not isinstance(head[-1], nn.Linear) or head[-1].out_features != num_classes:
+            raise ValueError("head must end with an nn.Linear with num_classes outputs")
+        if any(isinstance(m, nn.modules.dropout._DropoutNd) for m in trunk.modules()):
+            raise ValueError("trunk must be deterministic: it contains a dropout layer")
+        self.trunk = trunk
+        self.head = head
+        self.num_classes = int(num_classes)
+        self.arch = arch
+        names = [name for name, module in self.named_modules() if module is first_dense]
+        if not names or not isinstance(first_dense, nn.Linear):
+            raise ValueError("first_dense must be an nn.Linear inside trunk or head")
+        self._first_dense_name = names[0]
+
+    @property
+    def first_dense(self) -> nn.Linear:
+        """The first dense layer: the only one with weight decay (appendix B.1, authors' code)."""
+        return self.get_submodule(self._first_dense_name)  # type: ignore[return-value]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` to logits ``(N, K)``."""
+        return self.head(self.trunk(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations ``(N, F)``: the input of the final ``nn.Linear``.
+
+        Dropout layers act as the current mode says (off in ``eval()``). Used by the coreset
+        baseline (k-center greedy on these features).
+        """
+        h = self.trunk(x)
+        for layer in list(self.head)[:-1]:
+            h = layer(h)
+        return h
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, num_classes={self.num_classes}"
+
+
+def arch_for_dataset(dataset_name: str) -> str:
+    """The architecture the paper uses for a data set (SVHN -> cifar10, Fashion-MNIST -> mnist)."""
+    key = str(dataset_name).lower()
+    if key not in _ARCH_FOR_DATASET:
+        allowed = ", ".join(_ARCH_FOR_DATASET)
+        raise ValueError(f"dataset_name must be one of {allowed}; got {dataset_name!r}")
+    return _ARCH_FOR_DATASET[key]
+
+
+def _image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if not isinstance(image_size, tuple | list):
+        size = check_int_range("image_size", image_size, 1)  # type: ignore[arg-type]
+        return size, size
+    sizes = tuple(image_size)
+    if len(sizes) != 2:
+        raise ValueError(f"image_size must be an int or a pair (H, W), got {image_size!r}")
+    return (
+        check_int_range("image_size[0]", sizes[0], 1),
+        check_int_range("image_size[1]", sizes[1], 1),
+    )
+
+
+def _out_shape(layers: nn.Module, in_shape: tuple[int, ...], arch: str) -> tuple[int, ...]:
+    """Per-sample output shape of ``layers`` on an input of per-sample shape ``in_shape``."""
+    was_training = layers.training
+    layers.eval()  # no dropout draws while probing shapes
+    try:
+        with torch.no_grad():
+            out = layers(torch.zeros((1, *in_shape)))
+    except RuntimeError as err:
+        raise ValueError(
+            f"image_size {in_shape[1:]} is too small for the {arch!r} architecture ({err})"
+        ) from None
+    finally:
+        layers.train(was_training)
+    if out.numel() == 0:
+        raise ValueError(f"image_size {in_shape[1:]} is too small for the {arch!r} architecture")
+    return tuple(out.shape[1:])
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _dense_head(
+    pre: list[nn.Module], in_features: int, hidden: int, num_classes: int, p_first: float
+) -> tuple[nn.Sequential, nn.Linear]:
+    """``[Dropout p_first, *pre, Dense hidden, ReLU, Dropout .5, Dense K]``; ``pre`` ends flat."""
+    first_dense = nn.Linear(in_features, hidden)
+    head = nn.Sequential(
+        nn.Dropout(p_first),
+        *pre,
+        first_dense,
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, num_classes),
+    )
+    return head, first_dense
+
+
+def _build_small(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    hw: tuple[int, int],
+    convs: tuple[int, int],
+    kernel: int,
+    padding: int,
+    hidden: int,
+) -> MCDropoutNet:
+    """MNIST-style net: Conv, ReLU, Conv, ReLU, MaxPool | Dropout .25, Dense, ReLU, Dropout .5, Dense."""
+    trunk = nn.Sequential(
+        nn.Conv2d(in_channels, convs[0], kernel, padding=padding),
+        nn.ReLU(),
+        nn.Conv2d(convs[0], convs[1], kernel, padding=padding),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    (dim,) = _out_shape(trunk, (in_channels, *hw), arch)
+    head, first_dense = _dense_head([], dim, hidden, num_classes, 0.25)
+    return MCDropoutNet(trunk, head, first_dense, num_classes, arch)
+
+
+def _build_emnist(num_classes: int, in_channels: int, hw: tuple[int, int]) -> MCDropoutNet:
+    convs = nn.Sequential(
+        nn.Conv2d(in_channels, 32, 4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4),
+        nn.ReLU(),
+    )
+    map_shape = _out_shape(convs, (in_channels, *hw), "emnist")
+    trunk = nn.Sequential(*convs, nn.Flatten())
+    middle = nn.Sequential(
+        nn.Unflatten(1, map_shape),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 4),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    (dim,) = _out_shape(middle, (_numel(map_shape),), "emnist")
+    head, first_dense = _dense_head(list(middle), dim, 512, num_classes, 0.25)
+    return MCDropoutNet(trunk, head, first_dense, num_classes, "emnist")
+
+
+def _conv_pair(c_in: int, c_out: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1),
+        nn.ReLU(),
+    ]
+
+
+def _build_cifar(
+    arch: str, num_classes: int, in_channels: int, hw: tuple[int, int], hidden: int
+) -> MCDropoutNet:
+    first = nn.Sequential(*_conv_pair(in_channels, 32))
+    map_shape = _out_shape(first, (in_channels, *hw), arch)
+    trunk = nn.Sequential(*first, nn.Flatten())
+    middle = nn.Sequential(
+        nn.Unflatten(1, map_shape),
+        nn.MaxPool2d(2),
+        *_conv_pair(32, 64),
+        nn.Dropout(0.25),
+        nn.MaxPool2d(2),
+        *_conv_pair(64, 128),
+        nn.Dropout(0.25),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    (dim,) = _out_shape(middle, (_numel(map_shape),), arch)
+    head, first_dense = _dense_head(list(middle), dim, hidden, num_classes, 0.25)
+    return MCDropoutNet(trunk, head, first_dense, num_classes, arch)
+
+
+def _keras_init_(model: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases for every conv and dense layer (Keras' defaults,
+    which the authors' code used), instead of torch's Kaiming-uniform default."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int | Sequence[int],
+    seed: int | None = None,
+) -> MCDropoutNet:
+    """Build one of the paper's CNNs (appendix B.1), freshly initialised, on the CPU.
+
+    Args:
+        arch: one of :data:`ARCHS` (see the module docstring; :func:`arch_for_dataset` maps a
+            data set name to its architecture).
+        num_classes: K >= 2, the number of logits.
+        in_channels: C of the input images ``(N, C, H, W)``.
+        image_size: H = W as an int, or ``(H, W)``.
+        seed: initialisation seed; the same seed gives identical weights. ``None`` draws a
+            fresh seed. The caller's global RNG state is never touched. Weights are
+            Glorot-uniform and biases zero, as in the authors' Keras code.
+
+    Returns:
+        An :class:`MCDropoutNet` in training mode on the CPU (move it with ``.to(device)``).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
+    num_classes = check_int_range("num_classes", num_classes, 2)
+    in_channels = check_int_range("in_channels", in_channels, 1)
+    hw = _image_hw(image_size)
+    if seed is None:
+        seed = derive_seed(make_generator(None))
+    with seeded_global_rng(int(seed), device="cpu"):
+        if arch == "digits":
+            model = _build_small(arch, num_classes, in_channels, hw, (16, 32), 3, 1, 128)
+        elif arch == "mnist":
+            model = _build_small(arch, num_classes, in_channels, hw, (32, 32), 4, 0, 128)
+        elif arch == "emnist":
+            model = _build_emnist(num_classes, in_channels, hw)
+        else:
+            hidden = 128 if arch == "cifar10" else 512
+            model = _build_cifar(arch, num_classes, in_channels, hw, hidden)
+        _keras_init_(model)
+    return model

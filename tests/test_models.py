@@ -1,0 +1,139 @@
+"""The paper's CNNs: shapes, the trunk/head split, seeded initialisation, input checks."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
+
+from dean_nb.models import ARCHS, MCDropoutNet, arch_for_dataset, build_model
+
+# (arch, in_channels, image_size, num_classes, first dense width)
+CASES = [
+    ("digits", 1, 8, 10, 128),
+    ("mnist", 1, 28, 10, 128),
+    ("emnist", 1, 28, 47, 512),
+    ("cifar10", 3, 32, 10, 128),
+    ("cifar100", 3, 32, 100, 512),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is faster and robust to a busy, shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {arch: build_model(arch, k, c, s, seed=0) for arch, c, s, k, _ in CASES}
+
+
+def test_cases_cover_every_architecture():
+    assert {case[0] for case in CASES} == set(ARCHS)
+
+
+@pytest.mark.parametrize(("arch", "channels", "size", "classes", "width"), CASES)
+def test_forward_shapes_and_split(models, arch, channels, size, classes, width):
+    model = models[arch]
+    assert isinstance(model, MCDropoutNet)
+    assert model.num_classes == classes
+    x = torch.randn(3, channels, size, size)
+    model.eval()
+    logits = model(x)
+    assert logits.shape == (3, classes)
+    trunk_out = model.trunk(x)
+    assert trunk_out.ndim == 2 and trunk_out.shape[0] == 3
+    assert torch.allclose(model.head(trunk_out), logits)
+    assert not any(isinstance(m, _DropoutNd) for m in model.trunk.modules())
+    assert type(model.head[0]) is nn.Dropout
+    assert isinstance(model.head[-1], nn.Linear) and model.head[-1].out_features == classes
+    assert isinstance(model.first_dense, nn.Linear)
+    assert model.first_dense.out_features == width
+    assert any(m is model.first_dense for m in model.head.modules())
+    features = model.features(x)
+    assert features.shape == (3, model.head[-1].in_features)
+    assert torch.allclose(model.head[-1](features), logits)
+
+
+def test_paper_dropout_rates_and_first_dense_input(models):
+    rates = {
+        arch: [m.p for m in models[arch].head.modules() if isinstance(m, nn.Dropout)]
+        for arch in models
+    }
+    assert rates["mnist"] == [0.25, 0.5]
+    assert rates["emnist"] == [0.25, 0.25, 0.5]
+    assert rates["cifar10"] == [0.25, 0.25, 0.25, 0.5]
+    # MNIST: two valid 4x4 convs then 2x2 pooling: 28 -> 25 -> 22 -> 11, 32 maps.
+    assert models["mnist"].first_dense.in_features == 32 * 11 * 11
+    # CIFAR: three "same" blocks with pooling: 32 -> 4, 128 maps.
+    assert models["cifar10"].first_dense.in_features == 128 * 4 * 4
+
+
+def test_dropout_is_active_only_in_training_mode(models):
+    model = models["mnist"]
+    x = torch.randn(4, 1, 28, 28)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    assert not torch.allclose(model(x), model(x))
+    model.eval()
+
+
+def test_same_seed_same_weights_and_global_rng_untouched():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    a = build_model("digits", 10, 1, 8, seed=3)
+    assert torch.equal(torch.rand(3), expected)
+    b = build_model("digits", 10, 1, 8, seed=3)
+    c = build_model("digits", 10, 1, 8, seed=4)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_state_dict_holds_first_dense_once(models):
+    keys = list(models["mnist"].state_dict())
+    assert not any(k.startswith("first_dense") for k in keys)
+    assert len(keys) == len(set(keys))
+
+
+def test_non_square_and_tuple_image_size():
+    model = build_model("mnist", 10, 1, (28, 32), seed=0)
+    assert model(torch.randn(2, 1, 28, 32)).shape == (2, 10)
+
+
+def test_arch_for_dataset():
+    assert arch_for_dataset("svhn") == "cifar10"
+    assert arch_for_dataset("fashion-mnist") == "mnist"
+    assert arch_for_dataset("cifar100") == "cifar100"
+    assert arch_for_dataset("digits") == "digits"
+    with pytest.raises(ValueError, match="dataset_name"):
+        arch_for_dataset("imagenet")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"arch": "resnet"}, "arch"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"in_channels": 0}, "in_channels"),
+        ({"image_size": 5}, "image_size"),
+        ({"image_size": (28, 28, 3)}, "image_size"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(kwargs, name):
+    args = {"arch": "mnist", "num_classes": 10, "in_channels": 1, "image_size": 28} | kwargs
+    with pytest.raises((ValueError, TypeError), match=name):
+        build_model(**args)
+
+
+def test_mcdropoutnet_rejects_dropout_in_trunk():
+    head = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match="trunk"):
+        MCDropoutNet(nn.Sequential(nn.Dropout(0.1), nn.Flatten()), head, head[1], 3)
+    with pytest.raises(ValueError, match="head"):
+        MCDropoutNet(nn.Flatten(), nn.Sequential(nn.ReLU(), nn.Linear(4, 3)), head[1], 3)
