@@ -16,11 +16,13 @@ that the channel stays column-stochastic. Scoring and evaluation use the model a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from dean_nb.runtime import (
     DeviceLike,
@@ -54,7 +56,12 @@ class TrainConfig:
             ``weight_decay`` (gradient += ``c / N * w``); the bias and all other layers get
             none. Note that Keras' ``l2(c / N)`` regulariser adds ``c / N * ||w||^2`` to the
             loss, whose gradient is twice ours: ``weight_decay=7.0`` reproduces it exactly.
-        channel_lr: learning rate of the channel's parameters (``None``: same as ``lr``).
+        channel_lr: learning rate of the channel's parameters. ``None`` (default): the
+            channel's own ``preferred_lr`` attribute if it has one that is not ``None``, else
+            ``lr``. :class:`dean_nb.denoise.NoisyChannel` prefers 1e-2 for its softmax
+            parameterisation (Adam moves a logit by about ``lr`` per step, so 1e-3 leaves
+            ``W`` near its start within 50 epochs) and nothing (so ``lr``, the authors'
+            single Adam) for the projected one; see ``benchmarks/denoise_study.py``.
         channel_weight_decay: Adam weight decay of the channel's parameters (default 0).
     """
 
@@ -125,11 +132,19 @@ def make_optimizer(
         groups.append(
             {
                 "params": channel_params,
-                "lr": config.lr if config.channel_lr is None else config.channel_lr,
+                "lr": channel_learning_rate(config, channel),
                 "weight_decay": config.channel_weight_decay,
             }
         )
     return torch.optim.Adam([g for g in groups if g["params"]], lr=config.lr)
+
+
+def channel_learning_rate(config: TrainConfig, channel: nn.Module) -> float:
+    """``config.channel_lr``, else ``channel.preferred_lr`` (if set), else ``config.lr``."""
+    if config.channel_lr is not None:
+        return config.channel_lr
+    preferred = getattr(channel, "preferred_lr", None)
+    return config.lr if preferred is None else float(preferred)
 
 
 def batch_loss(
@@ -158,6 +173,7 @@ def train_model(
     device: DeviceLike = None,
     generator: GeneratorLike = None,
     progress: bool = False,
+    on_epoch_end: Callable[[int, nn.Module, nn.Module | None], None] | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on ``x (N, C, H, W)``, ``y (N,)`` and return it.
 
@@ -172,12 +188,18 @@ def train_model(
         config: :class:`TrainConfig` (default: the paper's settings).
         channel: optional noise channel, ``probs (B, K) -> noisy probs (B, K)``, trained
             jointly (see the module docstring); moved to ``device``. Its ``project_()``
-            method, if any, is called after every optimiser step.
+            method, if any, is called after every optimiser step, and its ``penalty()``
+            method, if any, returns a scalar added to every minibatch loss (the trace
+            penalty of :class:`dean_nb.denoise.NoisyChannel`).
         device: where to train (default: CUDA when available).
         generator: fixes the minibatch order and the dropout masks (torch's global RNG is
             seeded from it inside a fork). With the same seed training is bit-for-bit
             repeatable on the CPU; on CUDA some kernels are not deterministic.
         progress: show a ``tqdm`` progress bar over epochs.
+        on_epoch_end: optional ``callback(epoch, model, channel)`` called after each epoch
+            (``epoch`` counts from 1; ``channel`` is ``None`` without one), e.g. to record
+            the channel's trajectory. It runs on a fork of torch's RNG, so what it draws does
+            not change training; the model (and channel) go back to training mode after it.
 
     Returns:
         ``model``, trained, in eval mode (the channel, if any, too).
@@ -197,21 +219,21 @@ def train_model(
     x, y = x.to(device), y.to(device)
     optimizer = make_optimizer(model, n_train, config, channel)
     project = getattr(channel, "project_", None)
+    penalty = getattr(channel, "penalty", None)
     seed = derive_seed(gen)
-
-    from tqdm.auto import tqdm
-
     epochs = tqdm(range(config.epochs), desc="train", disable=not progress, leave=False)
     model.train()
     if channel is not None:
         channel.train()
     with seeded_global_rng(seed, device=device):
-        for _ in epochs:
+        for epoch in epochs:
             order = torch.randperm(n_train, generator=gen, device=gen.device).to(device)
             total = 0.0
             for start in range(0, n_train, config.batch_size):
                 idx = order[start : start + config.batch_size]
                 loss = batch_loss(model(x[idx]), y[idx], channel)
+                if callable(penalty):
+                    loss = loss + penalty()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -222,6 +244,14 @@ def train_model(
                     total += float(loss.detach()) * idx.numel()
             if progress:
                 epochs.set_postfix(loss=f"{total / n_train:.4f}")
+            if on_epoch_end is not None:
+                # The callback may draw (e.g. MC dropout); fork the RNG so training does not
+                # depend on what it does.
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    on_epoch_end(epoch + 1, model, channel)
+                model.train()
+                if channel is not None:
+                    channel.train()
     model.eval()
     if channel is not None:
         channel.eval()
