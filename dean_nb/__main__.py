@@ -1,0 +1,374 @@
+"""Command line: run a grid of active-learning experiments, then report on it.
+
+::
+
+    python -m dean_nb run --dataset digits --preset quick \\
+        --strategies dean,dean+denoise,bald,entropy,random --epsilons 0,0.3 --seeds 0-4 \\
+        --out results/
+    python -m dean_nb report results/
+
+``run`` writes one JSON file per run into ``--out`` as each finishes and skips runs already
+there, so re-running the same command after an interruption finishes the grid. ``report``
+prints the paper's Table-2 view (mean +/- std test accuracy over seeds at each number of
+labels) and saves learning curves and the model-uncertainty table and figure.
+The console script ``dean-nb`` is the same program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main", "parse_epsilons", "parse_seeds", "parse_strategies"]
+
+_DENOISE_CHOICES = {"no": (False,), "yes": (True,), "both": (False, True)}
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,2,5"``; mixed ``"0-2,7"``. Non-negative, no repeats."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise argparse.ArgumentTypeError(
+                f"bad seeds {text!r}: empty item; use a range like 0-4 or a list like 0,2,5"
+            )
+        try:
+            if "-" in part:
+                low_text, high_text = part.split("-", 1)
+                low, high = int(low_text), int(high_text)
+                if low > high:
+                    raise argparse.ArgumentTypeError(
+                        f"bad seed range {part!r}: the start must not exceed the end (e.g. 0-4)"
+                    )
+                seeds.extend(range(low, high + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad seeds {text!r}: {part!r} is not a non-negative integer or a range "
+                "START-END; use e.g. 0-4 or 0,2,5"
+            ) from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"bad seeds {text!r}: seeds must be >= 0")
+    return list(dict.fromkeys(seeds))
+
+
+def parse_epsilons(text: str) -> list[float]:
+    """``"0,0.1,0.3"`` -> floats, each a K-SC flip probability in [0, 1)."""
+    values: list[float] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            eps = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad epsilon {part!r}: epsilons are numbers in [0, 1), comma-separated"
+            ) from None
+        if not 0.0 <= eps < 1.0:
+            raise argparse.ArgumentTypeError(
+                f"bad epsilon {part!r}: epsilon (the oracle's flip probability) must lie in [0, 1)"
+            )
+        values.append(eps)
+    return list(dict.fromkeys(values))
+
+
+def parse_strategies(text: str) -> list[str]:
+    """``"dean,dean+denoise,bald"`` -> names, each registered (optionally with ``+denoise``)."""
+    from . import strategies
+    from .experiment import DENOISE_SUFFIX
+
+    names = [p.strip().lower() for p in text.split(",") if p.strip()]
+    known = strategies.available()
+    if not names:
+        raise argparse.ArgumentTypeError(f"no strategy given; choose from {', '.join(known)}")
+    for name in names:
+        base = name[: -len(DENOISE_SUFFIX)] if name.endswith(DENOISE_SUFFIX) else name
+        if base not in known:
+            raise argparse.ArgumentTypeError(
+                f"unknown strategy {name!r}; choose from {', '.join(known)} "
+                f"(append {DENOISE_SUFFIX} to one to train it with the denoising layer)"
+            )
+    return list(dict.fromkeys(names))
+
+
+def _parse_override(text: str):
+    from .experiment import parse_override
+
+    try:
+        return parse_override(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``run`` / ``report`` argument parser."""
+    from .data import DATASETS
+    from .experiment import PRESETS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dean_nb",
+        description=(
+            "Noisy batch active learning with deterministic annealing (DeAn): run experiment "
+            "grids and report on them."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report}")
+
+    run = sub.add_parser(
+        "run",
+        help="run a grid of active-learning experiments (resumable)",
+        description=(
+            "Run every combination of strategy x epsilon x denoise x seed. Each run is written "
+            "to OUT as one JSON file when it finishes; runs already in OUT are skipped, so the "
+            "same command resumes an interrupted grid."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset to run on")
+    run.add_argument(
+        "--preset",
+        default=None,
+        choices=tuple(PRESETS),
+        help=(
+            "protocol sizes: quick (digits, CPU, seconds per run), medium (fashion-mnist, "
+            "provisional), paper (mnist, emnist, cifar10, svhn, cifar100; a GPU). "
+            "Default: the one that exists for --dataset"
+        ),
+    )
+    run.add_argument(
+        "--strategies",
+        type=parse_strategies,
+        default="dean,bald,entropy,random",
+        help=(
+            "comma-separated strategy names (random, entropy, bald, coreset, batchbald, dean); "
+            "NAME+denoise runs NAME with the denoising layer only"
+        ),
+    )
+    run.add_argument(
+        "--epsilons",
+        type=parse_epsilons,
+        default="0",
+        help="comma-separated oracle noise levels (K-ary symmetric channel), each in [0, 1)",
+    )
+    run.add_argument(
+        "--denoise",
+        choices=tuple(_DENOISE_CHOICES),
+        default="no",
+        help="train with the noisy-channel layer: no, yes, or both (each run twice)",
+    )
+    run.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        default="0",
+        help="repeats: a range 0-4, a list 0,2,5, or both 0-2,7; a seed fixes split and draws",
+    )
+    run.add_argument("--out", type=Path, default=Path("results"), help="results folder")
+    run.add_argument(
+        "--root", default=None, help="data folder of the torchvision datasets (not for digits)"
+    )
+    run.add_argument(
+        "--download", action="store_true", help="let torchvision download missing datasets"
+    )
+    run.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="parallel runs: 1 runs inline; N > 1 uses N processes (or N Dask workers with "
+        "--dask-scheduler local)",
+    )
+    run.add_argument(
+        "--dask-scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for a "
+        "LocalCluster of --workers processes",
+    )
+    run.add_argument(
+        "--override",
+        type=_parse_override,
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change any ExperimentConfig field of the preset, e.g. epochs=20 n_steps=3 "
+        "pool_subset=none",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    report = sub.add_parser(
+        "report",
+        help="summarise a results folder: table, learning curves, uncertainty",
+        description=(
+            "Print mean +/- std test accuracy over seeds at each number of labels (the "
+            "paper's Table 2 layout) and save learning curves, the model-uncertainty table "
+            "and figure, and CSV summaries."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    report.add_argument("results", type=Path, help="folder written by `run`")
+    report.add_argument(
+        "--out", type=Path, default=None, help="where to save figures and CSVs (default: RESULTS)"
+    )
+    report.add_argument(
+        "--fraction",
+        action="store_true",
+        help="print accuracies as fractions instead of percent",
+    )
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    from .experiment import PRESETS, ExperimentConfig, make_grid
+
+    preset = args.preset
+    if preset is None:
+        preset = next((p for p, table in PRESETS.items() if args.dataset in table), None)
+        if preset is None:
+            parser.error(f"no preset exists for --dataset {args.dataset}")
+    overrides = dict(args.override)
+    for field, value in (("root", args.root), ("device", args.device)):
+        if value is not None:
+            overrides[field] = value
+    if args.download:
+        overrides["download"] = True
+    if args.quiet:
+        overrides["quiet"] = True
+    try:
+        base = ExperimentConfig.preset(args.dataset, preset, **overrides)
+        return make_grid(
+            base, args.strategies, args.epsilons, _DENOISE_CHOICES[args.denoise], args.seeds
+        )
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+
+
+def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .experiment import result_path, run_grid
+
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    configs = _configs(args, parser)
+    done = sum(result_path(c, args.out).exists() for c in configs)
+    print(
+        f"{len(configs)} runs ({done} already in {args.out}, {len(configs) - done} to go)",
+        flush=True,
+    )
+    executor = None
+    cleanup = []
+    if args.dask_scheduler is not None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            parser.error(
+                "--dask-scheduler needs the 'distributed' package (pip install distributed)"
+            )
+        if args.dask_scheduler == "local":
+            cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True)
+            client = Client(cluster)
+            cleanup += [client.close, cluster.close]
+        else:
+            client = Client(args.dask_scheduler)
+            cleanup.append(client.close)
+        executor = client.get_executor()
+    try:
+        paths = run_grid(
+            configs,
+            args.out,
+            executor=executor,
+            progress=not args.quiet,
+            max_workers=args.workers,
+        )
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        for close in cleanup:
+            close()
+    print(f"{len(paths)} results in {args.out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import pandas as pd
+
+    from .experiment import format_summary, load_results, summary_table, uncertainty_table
+    from .plots import learning_curves, uncertainty_curves
+
+    if not args.results.is_dir():
+        parser.error(f"results folder {args.results} does not exist")
+    df = load_results(args.results)
+    if df.empty:
+        print(f"error: no run files (*.json) in {args.results}", file=sys.stderr)
+        return 1
+    out = args.out if args.out is not None else args.results
+    out.mkdir(parents=True, exist_ok=True)
+
+    summary = summary_table(df)
+    summary.to_csv(out / "summary.csv", index=False)
+    sigma = uncertainty_table(df)
+    sigma.to_csv(out / "uncertainty.csv")
+    percent = not args.fraction
+    unit = "%" if percent else "fraction"
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        for dataset, rows in summary.groupby("dataset"):
+            n_seeds = int(rows["n"].max())
+            print(
+                f"\n== {dataset}: test accuracy ({unit}), mean ± std over up to {n_seeds} "
+                "seeds, by number of labels"
+            )
+            print(format_summary(rows, percent=percent).loc[dataset].to_string())
+            print(f"\n== {dataset}: model uncertainty sigma (mean over seeds) by step")
+            print(sigma.loc[dataset].round(3).to_string())
+    saved = []
+    for dataset in sorted(df["dataset"].unique()):
+        rows = df[df["dataset"] == dataset]
+        for name, make in (
+            ("learning_curves", learning_curves),
+            ("uncertainty", uncertainty_curves),
+        ):
+            fig = make(rows)
+            path = out / f"{name}_{dataset}.png"
+            fig.savefig(path, dpi=120)
+            saved.append(path)
+    print(
+        "\nsaved: "
+        + ", ".join(os.fspath(p) for p in [*saved, out / "summary.csv", out / "uncertainty.csv"])
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m dean_nb`` and the ``dean-nb`` script; returns the exit code.
+
+    Bad arguments print a usage line and a message naming the flag and what it accepts, and
+    return 2 (argparse's convention).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "run":
+            return _cmd_run(args, parser)
+        return _cmd_report(args, parser)
+    except SystemExit as exit_:  # argparse errors and --help
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
