@@ -76,7 +76,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.max_head_elements:
-        scoring.MAX_HEAD_ELEMENTS = args.max_head_elements
+        scoring.MAX_HEAD_ELEMENTS_CPU = args.max_head_elements
+        scoring.MAX_HEAD_ELEMENTS_ACCELERATOR = args.max_head_elements
     device = torch.device(args.device)
     model = build_model("mnist", 10, 1, 28, seed=0).to(device)
     gen = torch.Generator().manual_seed(args.seed)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--max-head-elements", type=int, default=0, help="override scoring.MAX_HEAD_ELEMENTS"
+        "--max-head-elements", type=int, default=0, help="override scoring.max_head_elements"
     )
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from dean_nb import scoring
 
-    head_block = args.max_head_elements or scoring.MAX_HEAD_ELEMENTS
+    head_block = args.max_head_elements or scoring.max_head_elements(torch.device(args.device))
     print(
         f"MC dropout, MNIST CNN: pool {args.pool_size} x 1x28x28, T = {args.samples}, "
         f"batch {args.batch_size}, head block <= {head_block} values, device {args.device}"

@@ -31,9 +31,17 @@ from dean_nb.validation import check_int_range, check_probabilities
 #: Default number of inputs per trunk pass in :func:`mc_dropout_probs` and :func:`predict_probs`.
 DEFAULT_BATCH_SIZE = 256
 
-#: Upper bound on the number of elements of the ``(t * B, D)`` block fed to the head at once
-#: (2**25 float32 values = 128 MiB); the T axis is split into chunks to respect it.
-MAX_HEAD_ELEMENTS = 2**25
+#: Upper bound on the number of elements of the ``(t * B, D)`` block fed to the head at once,
+#: on the CPU (2**22 float32 values = 16 MiB; larger blocks are no faster there) and on an
+#: accelerator (2**25 = 128 MiB; smaller blocks launch more, smaller kernels). The T axis is
+#: split into chunks to respect it.
+MAX_HEAD_ELEMENTS_CPU = 2**22
+MAX_HEAD_ELEMENTS_ACCELERATOR = 2**25
+
+
+def max_head_elements(device: torch.device) -> int:
+    """The head-block bound for ``device`` (see :data:`MAX_HEAD_ELEMENTS_CPU`)."""
+    return MAX_HEAD_ELEMENTS_CPU if device.type == "cpu" else MAX_HEAD_ELEMENTS_ACCELERATOR
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -106,7 +114,7 @@ def mc_dropout_probs(
     modes are restored afterwards. For a model with ``trunk`` and ``head`` (an
     :class:`~dean_nb.models.MCDropoutNet`) the trunk runs once per batch and its output is
     repeated T times so the head sees a ``(T * B, D)`` block; the T axis is chunked so that a
-    block holds at most :data:`MAX_HEAD_ELEMENTS` values. A model without that split runs whole
+    block holds at most :func:`max_head_elements` values. A model without that split runs whole
     on the repeated input (same numbers, more work).
 
     Args:
@@ -131,6 +139,12 @@ def mc_dropout_probs(
         return torch.empty(n_samples, 0, _num_classes(model, "x"), device=device)
     seed = derive_seed(make_generator(generator))
     trunk, head = _split(model)
+    # Apply a leading dropout to the expanded (t, B, D) view directly: its output is a fresh
+    # tensor, so the repeated block is never copied (same draws as on the (t * B, D) copy).
+    lead_dropout: nn.Module | None = None
+    if isinstance(head, nn.Sequential) and len(head) > 1 and isinstance(head[0], _DropoutNd):
+        lead_dropout, head = head[0], head[1:]
+    block_limit = max_head_elements(device)
     out: torch.Tensor | None = None
     with (
         torch.no_grad(),
@@ -141,10 +155,12 @@ def mc_dropout_probs(
             features = trunk(x[start : start + batch_size].to(device))
             b = features.shape[0]
             per_input = max(1, features[0].numel())
-            t_chunk = max(1, min(n_samples, MAX_HEAD_ELEMENTS // (b * per_input)))
+            t_chunk = max(1, min(n_samples, block_limit // (b * per_input)))
             for t0 in range(0, n_samples, t_chunk):
                 t = min(t_chunk, n_samples - t0)
                 block = features.unsqueeze(0).expand(t, *features.shape)
+                if lead_dropout is not None:
+                    block = lead_dropout(block)
                 probs = _probs_from_logits(head(block.reshape(t * b, *features.shape[1:])))
                 if out is None:
                     out = torch.empty(n_samples, n, probs.shape[-1], device=device)

@@ -161,7 +161,7 @@ def test_trunk_cached_matches_naive_passes_in_distribution(monkeypatch, digits_m
     t = 1000
     x = x_digits[:6]
     cached = mc_dropout_probs(digits_model, x, t, generator=0)
-    monkeypatch.setattr(scoring, "MAX_HEAD_ELEMENTS", 3 * 512 * 100)  # chunks of 100 samples
+    monkeypatch.setattr(scoring, "MAX_HEAD_ELEMENTS_CPU", 3 * 512 * 100)  # chunks of 100 samples
     chunked = mc_dropout_probs(digits_model, x, t, batch_size=3, generator=1)
     with torch.no_grad(), inference_modes(digits_model, dropout=True), seeded_global_rng(2):
         naive = torch.stack([torch.softmax(digits_model(x), -1) for _ in range(t)])
