@@ -18,10 +18,12 @@ and validation sets stay clean, as in the authors' runs. The oracle answers are 
 training image at the start of a run, so a given image gets the same (possibly wrong) label
 whichever strategy asks for it at that seed: strategies are compared on common random numbers.
 
-Every random draw has its own generator derived from ``config.seed`` and a purpose string
-(:func:`purpose_seed`): the split, each step's model initialisation, training, sigma and
-selection, and the oracle. The same seed therefore gives the same selected indices on CPU, and
-changing one purpose (say, the strategy) leaves the others' draws untouched.
+The split is drawn with ``config.seed`` itself (so ``make_split(..., seed)`` in a chapter shows
+the very sets a run used); every other random draw has its own generator derived from
+``config.seed`` and a purpose string (:func:`purpose_seed`): the oracle, and each step's model
+initialisation, training, sigma and selection (including the pool subset). The same seed
+therefore gives the same selected indices on CPU, every strategy starts from the same initial
+model, and changing one purpose (say, the strategy) leaves the others' draws untouched.
 
 A grid (:func:`make_grid`, :func:`run_grid`) is a list of configurations, each written to its
 own JSON file as soon as it finishes (atomically: temporary file + ``os.replace``); files already
@@ -573,7 +575,7 @@ def provenance(device: torch.device) -> dict[str, Any]:
 
 
 def purpose_seed(seed: int, purpose: str) -> int:
-    """A 62-bit seed for one purpose of a run (``"split"``, ``"oracle"``, ``"train:3"``...).
+    """A 62-bit seed for one purpose of a run (``"oracle"``, ``"model:0"``, ``"train:3"``...).
 
     A hash of ``(seed, purpose)``: purposes never share a stream, and adding a purpose does
     not shift the others (unlike drawing child seeds in sequence from one generator).
