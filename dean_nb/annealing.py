@@ -64,7 +64,9 @@ LINKAGES: tuple[str, ...] = ("single", "average", "complete")
 #: Largest pool that ``cluster_points`` accepts for the linkages that need a dense N x N matrix.
 MAX_DENSE_POOL = 20_000
 #: Default number of (row, column, class) elements one chunk of :func:`js_distance` holds.
-JS_CHUNK_ELEMENTS = 1 << 22
+JS_CHUNK_ELEMENTS = 1 << 20
+#: Most distance values the sampler keeps cached (rows d(c, .) of drawn centroids).
+_ROW_CACHE_ELEMENTS = 1 << 24
 #: Prim steps on fewer (point, class) elements than this run on one CPU thread.
 _SERIAL_BELOW_ELEMENTS = 1 << 17
 
@@ -235,11 +237,15 @@ def _prim_tree(probs_n_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Prim's algorithm on the complete graph weighted by the JS divergence of the rows.
 
     Runs on ``probs_n_k``'s device and dtype in O(N K) memory: each step computes the
-    divergence of the newly added point to every point still outside the tree (one fused
-    pass over a (K, r) block), so the whole run is N^2 K / 2 element operations. Points
+    divergence of the newly added point to every point still outside the tree (a few
+    vectorised operations over a (K, r) block), so the whole run is N^2 K / 2 element
+    operations. Points
     outside the tree live in the first ``r`` columns of one buffer; a point that joins the
     tree is swapped with the last live column, so every update touches live points only and
-    the loop never synchronises with the device.
+    the loop never synchronises with the device. On the CPU, the late steps (fewer than
+    ``_SERIAL_BELOW_ELEMENTS`` live elements) run with ``torch.set_num_threads(1)``, restored
+    on exit, since a thread synchronisation per small operation costs more than it saves
+    (the setting is process-wide: do not run torch CPU work in other threads meanwhile).
 
     The JS divergence is a monotone function of ``d`` (``d = sqrt(JS / ln 2)``), so its
     minimum spanning tree is the one of ``d``. Ties go to the first live column, then the
@@ -351,7 +357,10 @@ def single_linkage(mean_probs: torch.Tensor, n_clusters: int) -> torch.Tensor:
     Single linkage into ``n_clusters`` clusters equals cutting the ``n_clusters - 1``
     heaviest edges of a minimum spanning tree (Gower and Ross, 1969); the tree comes from
     :func:`minimum_spanning_tree`, so memory stays O(N K). Ties among equally heavy edges go
-    to the edge Prim added first.
+    to the edge Prim added first. The tree is built in ``mean_probs``' dtype: in float32,
+    distances closer than float32 rounding (about 1e-7 in JS) may be ordered differently than
+    in float64, which can move a point between clusters only at such a near-tie; pass float64
+    rows for agreement with a float64 reference.
 
     Args:
         mean_probs: (N, K) mean predictive distributions of the pool.
@@ -498,28 +507,43 @@ def _centroid_probabilities(weights: torch.Tensor) -> torch.Tensor:
 
 
 class _DistanceRows:
-    """``d(c, .)`` rows over the whole pool (float64), computed only for centroids asked for.
+    """``d(c, .)`` rows over the whole pool (float64), computed only for the centroids drawn.
 
-    The pool is normalised once; rows are cached up to ``max_elements`` values in all (the
-    oldest row is dropped beyond that, and recomputed if asked for again), so memory stays
-    bounded whatever the budget. ``d(c, c)`` is set to exactly 0.
+    The pool is normalised once. When the rows of all ``drawn`` centroids fit in
+    ``max_elements`` values they are computed up front, a block of centroids at a time (few,
+    large operations); otherwise each row is computed on first use and at most
+    ``max_elements`` values are cached (the least recently used row is dropped, and
+    recomputed if asked for again), so memory stays bounded whatever the budget.
+    ``d(c, c)`` is set to exactly 0.
     """
 
-    def __init__(self, mean_probs: torch.Tensor, max_elements: int = 1 << 25) -> None:
+    def __init__(self, mean_probs: torch.Tensor, drawn: list[int], max_elements: int) -> None:
         self.probs = _normalise_rows(mean_probs.detach(), _float_dtype(mean_probs))
         self.neg_h = _neg_entropy(self.probs)
-        self.max_rows = max(1, max_elements // self.probs.shape[0])
+        n, k = self.probs.shape
+        self.max_rows = max(1, max_elements // n)
         self.rows: dict[int, torch.Tensor] = {}
+        unique = list(dict.fromkeys(drawn))
+        if len(unique) <= self.max_rows:
+            block = max(1, JS_CHUNK_ELEMENTS // (n * k))
+            for b0 in range(0, len(unique), block):
+                self._compute(unique[b0 : b0 + block])
 
-    def __call__(self, c: int) -> torch.Tensor:
-        row = self.rows.pop(c, None)
-        if row is None:
-            mid = 0.5 * (self.probs[c] + self.probs)
-            row = _js_bits_from_parts(self.neg_h[c], self.neg_h, mid).sqrt_()
-            row = row.to(torch.float64)
-            row[c] = 0.0
+    def _compute(self, cs: list[int]) -> None:
+        idx = torch.tensor(cs, dtype=torch.int64, device=self.probs.device)
+        mid = 0.5 * (self.probs[idx, None, :] + self.probs[None, :, :])
+        rows = _js_bits_from_parts(self.neg_h[idx, None], self.neg_h[None, :], mid).sqrt_()
+        rows = rows.to(torch.float64)
+        rows[torch.arange(len(cs), device=idx.device), idx] = 0.0
+        for c, row in zip(cs, rows, strict=True):
             if len(self.rows) >= self.max_rows:
                 self.rows.pop(next(iter(self.rows)))
+            self.rows[c] = row
+
+    def __call__(self, c: int) -> torch.Tensor:
+        if c not in self.rows:
+            self._compute([c])
+        row = self.rows.pop(c)
         self.rows[c] = row  # (re)inserted last: the most recently used
         return row
 
@@ -601,11 +625,12 @@ def sample_annealed(
     which = torch.multinomial(p_centroid, budget, replacement=True, generator=gen)
     drawn = centroids.detach().cpu()[which.cpu()].to(torch.int64)
 
-    rows = _DistanceRows(mean_probs)
+    drawn_list = drawn.tolist()
+    rows = _DistanceRows(mean_probs, [] if beta == 0.0 else drawn_list, _ROW_CACHE_ELEMENTS)
     taken = torch.zeros(n, dtype=torch.bool, device=device)
     picks: list[int] = []
     zeros = torch.zeros(n, dtype=torch.float64, device=device)
-    for c in drawn.tolist():
+    for c in drawn_list:
         row = zeros if beta == 0.0 else rows(c)
         s = _pick(row, c, beta, taken, gen)
         taken[s] = True

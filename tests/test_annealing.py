@@ -408,6 +408,15 @@ def test_same_seed_same_batch():
     assert any(not torch.equal(a, o) for o in others)
 
 
+@pytest.mark.parametrize("beta", [2.0, math.inf])
+def test_bounded_row_cache_gives_the_same_batch(monkeypatch, beta):
+    p = random_probs(40, 4, seed=32)
+    scores = torch.rand(40, generator=torch.Generator().manual_seed(5))
+    full = annealed_batch(p, scores, 25, beta, 12, generator=7)
+    monkeypatch.setattr(annealing, "_ROW_CACHE_ELEMENTS", 3 * 40)  # three rows, recomputed
+    assert torch.equal(annealed_batch(p, scores, 25, beta, 12, generator=7), full)
+
+
 def test_inputs_are_not_modified():
     p = random_probs(30, 4, seed=29).float()
     scores = torch.rand(30, generator=torch.Generator().manual_seed(3))
