@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(PRESETS),
         help=(
             "protocol sizes: quick (digits, CPU, seconds per run), medium (fashion-mnist, "
-            "provisional), paper (mnist, emnist, cifar10, svhn, cifar100; a GPU). "
+            "2 CPU cores), paper (mnist, emnist, cifar10, svhn, cifar100; a GPU). "
             "Default: the one that exists for --dataset"
         ),
     )
@@ -293,6 +294,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             executor=executor,
             progress=not args.quiet,
             max_workers=args.workers,
+            command=args.command_line,
         )
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -362,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.command_line = shlex.join(
+            ["python", "-m", "dean_nb", *(sys.argv[1:] if argv is None else argv)]
+        )
         if args.command == "run":
             return _cmd_run(args, parser)
         return _cmd_report(args, parser)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -40,6 +41,10 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
     assert len(files) == 2 * 2 * 2
     run = json.loads(files[0].read_text())
     assert run["config"]["epochs"] == 2 and run["config"]["device"] == "cpu"
+    # provenance says how to make the record again, and where and when it was made
+    assert run["provenance"]["command"] == shlex.join(["python", "-m", "dean_nb", *argv])
+    assert {"git_commit", "date", "hostname", "torch", "device"} <= set(run["provenance"])
+    assert all(step["wall_time"] > 0 for step in run["steps"])
     assert {json.loads(f.read_text())["config"]["denoise"] for f in files} == {False, True}
     printed = capsys.readouterr().out
     assert "8 runs (0 already" in printed
