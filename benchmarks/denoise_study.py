@@ -28,7 +28,7 @@ warm-up) use a loop that mirrors it (Adam lr 1e-3, batch 32, weight decay 3.5/N 
 
 Run it niced (the CPU is shared)::
 
-    nice python benchmarks/denoise_study.py                     # final comparison, ~8 min
+    nice python benchmarks/denoise_study.py --workers 2         # final comparison, ~4 min
     nice python benchmarks/denoise_study.py --grid explore2 --workers 16   # wider grids
 
 Grids ``explore`` (batch 64 then; pass ``--batch-size 64``) and ``explore2`` were run on 16
