@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_baseline, status_kib
 
 
 def make_inputs(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,22 +45,6 @@ def make_inputs(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     probs /= probs.sum(axis=1, keepdims=True)
     scores = rng.gamma(1.0, 0.1, size=n).astype(np.float32)
     return probs, scores
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def run_ours(probs: np.ndarray, scores: np.ndarray, args: argparse.Namespace) -> dict:
@@ -75,8 +60,7 @@ def run_ours(probs: np.ndarray, scores: np.ndarray, args: argparse.Namespace) ->
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    reset = _reset_peak()
-    base = _status_kib("VmRSS") if reset else _status_kib("VmHWM")
+    base = peak_baseline()
     t0 = time.perf_counter()
     sel = annealed_selection(p, s, args.budget, args.beta, args.clusters, generator=args.seed)
     if device.type == "cuda":
@@ -84,7 +68,7 @@ def run_ours(probs: np.ndarray, scores: np.ndarray, args: argparse.Namespace) ->
     seconds = time.perf_counter() - t0
     out = {
         "seconds": seconds,
-        "peak_mib": (_status_kib("VmHWM") - base) / 1024,
+        "peak_mib": (status_kib("VmHWM") - base) / 1024,
         "labels": sel.labels.cpu().numpy(),
         "indices": sel.indices.cpu().numpy(),
         "threads": torch.get_num_threads(),
@@ -105,8 +89,7 @@ def run_baseline(probs: np.ndarray, scores: np.ndarray, args: argparse.Namespace
     AgglomerativeClustering(n_clusters=8, metric="precomputed", linkage="single").fit_predict(
         squareform(pdist(p[:64], "jensenshannon"))
     )
-    reset = _reset_peak()
-    base = _status_kib("VmRSS") if reset else _status_kib("VmHWM")
+    base = peak_baseline()
     t0 = time.perf_counter()
     # Step 3: dense N x N distance matrix (scipy's jensenshannon uses natural logs).
     dist = squareform(pdist(p, "jensenshannon")) / math.sqrt(math.log(2.0))
@@ -141,7 +124,7 @@ def run_baseline(probs: np.ndarray, scores: np.ndarray, args: argparse.Namespace
     return {
         "seconds": t3 - t0,
         "phases": {"distance+cluster": t1 - t0, "centroids": t2 - t1, "sampling": t3 - t2},
-        "peak_mib": (_status_kib("VmHWM") - base) / 1024,
+        "peak_mib": (status_kib("VmHWM") - base) / 1024,
         "labels": labels,
         "indices": np.array(picked),
     }

@@ -30,23 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _memory import peak_baseline, status_kib
+
 METHODS = ("naive", "cached")
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def naive_mc_probs(model, x, n_samples: int, batch_size: int):
@@ -95,8 +81,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        reset = _reset_peak()
-        base_kib = _status_kib("VmRSS") if reset else _status_kib("VmHWM")
+        base_kib = peak_baseline()
     start = time.perf_counter()
     probs = run(x, args.samples)
     if device.type == "cuda":
@@ -105,7 +90,7 @@ def worker(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak_mib = (_status_kib("VmHWM") - base_kib) / 1024
+        peak_mib = (status_kib("VmHWM") - base_kib) / 1024
     torch.save(
         {"mean": probs.mean(0).cpu(), "std": probs.std(0).cpu()},
         Path(args.out) / f"{args.worker}.pt",

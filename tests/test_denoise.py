@@ -26,15 +26,6 @@ from dean_nb.validation import check_probabilities
 PARAMS = ["projected", "softmax"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is faster and robust to a busy, shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def assert_column_stochastic(w: torch.Tensor, atol: float = 1e-5) -> None:
     assert torch.isfinite(w).all()
     assert (w >= 0).all()

@@ -20,15 +20,6 @@ from dean_nb.scoring import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is faster and robust to a busy, shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def one_hot(classes, k):
     return torch.nn.functional.one_hot(torch.as_tensor(classes), k).float()
 
