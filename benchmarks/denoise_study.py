@@ -51,7 +51,7 @@ from torch.nn import functional as F
 
 from dean_nb.data import load_dataset
 from dean_nb.denoise import NoisyChannel, channel_distance, noisy_log_probs
-from dean_nb.models import MCDropoutNet, build_model
+from dean_nb.models import MCDropoutNet, build_mlp, build_model
 from dean_nb.oracle import NoisyOracle, symmetric_channel
 from dean_nb.runtime import make_generator, seeded_global_rng
 from dean_nb.training import TrainConfig, train_model
@@ -202,15 +202,8 @@ def make_blobs(n_train: int, seed: int) -> tuple[torch.Tensor, ...]:
     return (*draw(n_train), *draw(BLOB_TEST))
 
 
-def mlp(in_features: int, num_classes: int, seed: int, width: int = 128) -> MCDropoutNet:
-    """A two-hidden-layer MLP with the trunk/head split of :class:`MCDropoutNet`."""
-    with seeded_global_rng(seed):
-        first_dense = nn.Linear(width, width)
-        trunk = nn.Sequential(nn.Linear(in_features, width), nn.ReLU())
-        head = nn.Sequential(
-            nn.Dropout(0.1), first_dense, nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, num_classes)
-        )
-        return MCDropoutNet(trunk, head, first_dense, num_classes, "mlp")
+def mlp(in_features: int, num_classes: int, seed: int) -> MCDropoutNet:
+    return build_mlp(in_features, num_classes, width=128, seed=seed)
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -315,3 +315,22 @@ def build_model(
             model = _build_cifar(arch, num_classes, in_channels, hw, hidden)
         _keras_init_(model)
     return model
+
+
+def build_mlp(in_features: int, num_classes: int, width: int = 128, seed: int = 0) -> MCDropoutNet:
+    """A two-hidden-layer dropout MLP for flat features ``(N, in_features)``.
+
+    For synthetic or tabular data (the denoising tests and ``benchmarks/denoise_study.py``):
+    trunk ``Linear, ReLU``; head ``Dropout(0.1), Linear (first_dense), ReLU, Dropout(0.1),
+    Linear``. PyTorch's default initialisation under ``seed``; the caller's RNG is untouched.
+    """
+    in_features = check_int_range("in_features", in_features, 1)
+    num_classes = check_int_range("num_classes", num_classes, 2)
+    width = check_int_range("width", width, 1)
+    with seeded_global_rng(int(seed), device="cpu"):
+        first_dense = nn.Linear(width, width)
+        trunk = nn.Sequential(nn.Linear(in_features, width), nn.ReLU())
+        head = nn.Sequential(
+            nn.Dropout(0.1), first_dense, nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, num_classes)
+        )
+        return MCDropoutNet(trunk, head, first_dense, num_classes, "mlp")

@@ -17,9 +17,8 @@ from dean_nb.denoise import (
     noisy_log_probs,
     project_to_simplex_columns,
 )
-from dean_nb.models import MCDropoutNet
+from dean_nb.models import MCDropoutNet, build_mlp
 from dean_nb.oracle import NoisyOracle, check_channel, symmetric_channel
-from dean_nb.runtime import seeded_global_rng
 from dean_nb.training import TrainConfig, evaluate_accuracy, make_optimizer, train_model
 from dean_nb.validation import check_probabilities
 
@@ -203,14 +202,8 @@ def test_channel_distance():
 # --------------------------------------------------------------------------- attach / detach
 
 
-def mlp(in_features: int, num_classes: int, seed: int, width: int = 64) -> MCDropoutNet:
-    with seeded_global_rng(seed):
-        first_dense = nn.Linear(width, width)
-        trunk = nn.Sequential(nn.Linear(in_features, width), nn.ReLU())
-        head = nn.Sequential(
-            nn.Dropout(0.1), first_dense, nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, num_classes)
-        )
-        return MCDropoutNet(trunk, head, first_dense, num_classes, "mlp")
+def mlp(in_features: int, num_classes: int, seed: int) -> MCDropoutNet:
+    return build_mlp(in_features, num_classes, width=64, seed=seed)
 
 
 def test_attach_gives_log_noisy_probs_and_detach_the_base_model():

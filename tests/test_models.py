@@ -128,3 +128,16 @@ def test_mcdropoutnet_rejects_dropout_in_trunk():
         MCDropoutNet(nn.Sequential(nn.Dropout(0.1), nn.Flatten()), head, head[1], 3)
     with pytest.raises(ValueError, match="head"):
         MCDropoutNet(nn.Flatten(), nn.Sequential(nn.ReLU(), nn.Linear(4, 3)), head[1], 3)
+
+
+def test_build_mlp_splits_trunk_and_head_and_is_seeded():
+    from dean_nb.models import build_mlp
+
+    a, b = build_mlp(5, 3, width=16, seed=4), build_mlp(5, 3, width=16, seed=4)
+    assert not any(isinstance(m, nn.Dropout) for m in a.trunk.modules())
+    assert isinstance(a.head[0], nn.Dropout) and a.first_dense is a.head[1]
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert a.eval()(torch.randn(7, 5)).shape == (7, 3)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_mlp(5, 1)
