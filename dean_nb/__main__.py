@@ -10,7 +10,8 @@
 ``run`` writes one JSON file per run into ``--out`` as each finishes and skips runs already
 there, so re-running the same command after an interruption finishes the grid. ``report``
 prints the paper's Table-2 view (mean +/- std test accuracy over seeds at each number of
-labels) and saves learning curves and the model-uncertainty table and figure.
+labels), the model-uncertainty table and, where DeAn ran, the paper's three claims as paired
+gaps (:mod:`dean_nb.compare`); it saves learning curves, the uncertainty figure and CSV files.
 The console script ``dean-nb`` is the same program.
 """
 
@@ -214,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="summarise a results folder: table, learning curves, uncertainty",
         description=(
             "Print mean +/- std test accuracy over seeds at each number of labels (the "
-            "paper's Table 2 layout) and save learning curves, the model-uncertainty table "
-            "and figure, and CSV summaries."
+            "paper's Table 2 layout), the model-uncertainty table (Table 1) and, where DeAn "
+            "ran, the paper's three claims as per-seed paired gaps; save learning curves, the "
+            "uncertainty figure and CSV files of every table."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -227,6 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--fraction",
         action="store_true",
         help="print accuracies as fractions instead of percent",
+    )
+    report.add_argument(
+        "--early",
+        type=int,
+        default=None,
+        help="acquired labels at which the cold-start claim is judged (default: the first "
+        "acquisition of each dataset's runs)",
+    )
+    report.add_argument(
+        "--late",
+        type=int,
+        default=None,
+        help="acquired labels at which the late and denoising claims are judged (default: "
+        "the last step of each dataset's runs)",
+    )
+    report.add_argument(
+        "--margin",
+        type=float,
+        default=0.01,
+        help="accuracy margin of the claims: a shortfall below it is a tie, a gain must reach it",
     )
     return parser
 
@@ -309,6 +331,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import pandas as pd
 
+    from .compare import format_claims
     from .experiment import format_summary, load_results, summary_table, uncertainty_table
     from .plots import learning_curves, uncertainty_curves
 
@@ -327,6 +350,7 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     sigma.to_csv(out / "uncertainty.csv")
     percent = not args.fraction
     unit = "%" if percent else "fraction"
+    claim_files: list[Path] = []
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         for dataset, rows in summary.groupby("dataset"):
             n_seeds = int(rows["n"].max())
@@ -337,6 +361,15 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             print(format_summary(rows, percent=percent).loc[dataset].to_string())
             print(f"\n== {dataset}: model uncertainty sigma (mean over seeds) by step")
             print(sigma.loc[dataset].round(3).to_string())
+            claims = _claims(df[df["dataset"] == dataset], args, parser)
+            if claims is not None:
+                print(
+                    f"\n== {dataset}: the paper's claims as paired gaps (accuracy, mean ± "
+                    "standard error of the per-seed differences; paper: its MNIST means)"
+                )
+                print(format_claims(claims).to_string(index=False))
+                claims.to_csv(out / f"claims_{dataset}.csv", index=False)
+                claim_files.append(out / f"claims_{dataset}.csv")
     saved = []
     for dataset in sorted(df["dataset"].unique()):
         rows = df[df["dataset"] == dataset]
@@ -348,11 +381,28 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             path = out / f"{name}_{dataset}.png"
             fig.savefig(path, dpi=120)
             saved.append(path)
-    print(
-        "\nsaved: "
-        + ", ".join(os.fspath(p) for p in [*saved, out / "summary.csv", out / "uncertainty.csv"])
-    )
+    saved += [out / "summary.csv", out / "uncertainty.csv", *claim_files]
+    print("\nsaved: " + ", ".join(os.fspath(p) for p in saved))
     return 0
+
+
+def _claims(df, args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The claims table of one dataset's runs, or ``None`` when no DeAn run is there."""
+    from .compare import claims_table, paper_claims
+
+    if "dean" not in set(df["method"]):
+        return None
+    acquired = sorted(n for n in df["n_acquired"].unique() if n > 0)
+    if not acquired:
+        return None
+    noisy = sorted(e for e in df["epsilon"].unique() if e > 0)
+    early = acquired[0] if args.early is None else args.early
+    late = acquired[-1] if args.late is None else args.late
+    try:
+        claims = paper_claims(early, late, noisy[-1] if noisy else 0.3, args.margin)
+    except ValueError as err:
+        parser.error(str(err))
+    return claims_table(df, claims)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
