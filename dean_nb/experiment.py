@@ -882,6 +882,15 @@ def result_path(config: ExperimentConfig, out_dir: str | os.PathLike[str]) -> Pa
     return Path(out_dir) / f"{run_key(config)}.json"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
+
+
 def _atomic_write_json(path: Path, payload: dict[str, Any]) -> Path:
     """Write JSON so that ``path`` is either absent or complete (tmp file + ``os.replace``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -891,6 +900,7 @@ def _atomic_write_json(path: Path, payload: dict[str, Any]) -> Path:
             json.dump(payload, fh, indent=1, allow_nan=False)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide records from other users
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

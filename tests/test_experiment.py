@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -332,6 +333,14 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     experiment._atomic_write_json(target, {"a": 1})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_records_get_the_usual_file_mode(tmp_path):
+    # like any file the user writes (umask applied), not mkstemp's private 0600
+    experiment._atomic_write_json(tmp_path / "run.json", {"a": 1})
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "run.json").stat().st_mode) == 0o666 & ~umask
 
 
 def test_any_executor_runs_a_grid_with_the_same_results(tmp_path):
