@@ -43,7 +43,10 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
     assert run["config"]["epochs"] == 2 and run["config"]["device"] == "cpu"
     # provenance says how to make the record again, and where and when it was made
     assert run["provenance"]["command"] == shlex.join(["python", "-m", "dean_nb", *argv])
-    assert {"git_commit", "date", "hostname", "torch", "device"} <= set(run["provenance"])
+    assert {"git_commit", "date", "hostname", "torch", "device", "cpu", "cpu_capability"} <= set(
+        run["provenance"]
+    )
+    assert run["provenance"]["cpu"] and run["provenance"]["cpu_capability"]
     assert all(step["wall_time"] > 0 for step in run["steps"])
     assert {json.loads(f.read_text())["config"]["denoise"] for f in files} == {False, True}
     printed = capsys.readouterr().out
