@@ -77,7 +77,8 @@ class PairedGap:
     """The gap ``method - baseline`` in test accuracy over the seeds both methods have.
 
     ``mean`` and ``stderr`` are NaN when no seed is paired; ``stderr`` is NaN for one seed.
-    ``baseline`` is the baseline that was used (the best one, by mean accuracy).
+    ``baseline`` is the baseline that was used (the best one, by mean accuracy);
+    ``n_better`` counts the paired seeds on which ``method`` scored higher (a sign test's count).
     """
 
     method: str
@@ -87,6 +88,7 @@ class PairedGap:
     mean: float
     stderr: float
     n_seeds: int
+    n_better: int = 0
 
 
 def _check_frame(df) -> None:
@@ -135,7 +137,8 @@ def paired_gap(
     if n == 0:
         return PairedGap(method, best, epsilon, n_acquired, *_EMPTY)
     stderr = float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
-    return PairedGap(method, best, epsilon, n_acquired, float(diff.mean()), stderr, n)
+    n_better = int((diff > 0).sum())
+    return PairedGap(method, best, epsilon, n_acquired, float(diff.mean()), stderr, n, n_better)
 
 
 _EMPTY = (math.nan, math.nan, 0)
@@ -200,7 +203,7 @@ def paper_gap(claim: Claim) -> float:
 def claims_table(df, claims: Sequence[Claim], *, min_seeds: int = 3, n_stderr: float = 2.0):
     """One row per claim: the paired gap on ``df``, the paper's MNIST gap and both verdicts.
 
-    Columns: ``claim, epsilon, n_acquired, baseline, gap, stderr, n_seeds, verdict,
+    Columns: ``claim, epsilon, n_acquired, baseline, gap, stderr, n_seeds, n_better, verdict,
     paper_gap, paper_verdict`` (numbers in accuracy units; ``paper_*`` NaN/"" where the paper
     has no number).
     """
@@ -225,6 +228,7 @@ def claims_table(df, claims: Sequence[Claim], *, min_seeds: int = 3, n_stderr: f
                 "gap": gap.mean,
                 "stderr": gap.stderr,
                 "n_seeds": gap.n_seeds,
+                "n_better": gap.n_better,
                 "verdict": verdict(gap, claim.threshold, min_seeds=min_seeds, n_stderr=n_stderr),
                 "paper_gap": reference,
                 "paper_verdict": ""
@@ -236,7 +240,8 @@ def claims_table(df, claims: Sequence[Claim], *, min_seeds: int = 3, n_stderr: f
 
 
 def format_claims(table):
-    """Text view of :func:`claims_table`: gaps as signed fractions, ``gap ± stderr``."""
+    """Text view of :func:`claims_table`: gaps as signed fractions ``gap ± stderr``, and
+    ``better`` as ``k/n``: the method scored higher on k of the n paired seeds."""
 
     def signed(x: float) -> str:
         return "n/a" if math.isnan(x) else f"{x:+.3f}"
@@ -246,20 +251,10 @@ def format_claims(table):
             return "n/a"
         return signed(row["gap"]) + ("" if math.isnan(row["stderr"]) else f" ± {row['stderr']:.3f}")
 
+    columns = ["claim", "epsilon", "n_acquired", "baseline", "gap", "better", "verdict"]
     return table.assign(
         epsilon=table["epsilon"].map(lambda e: f"{e:g}"),
         gap=table.apply(ours, axis=1),
+        better=table.apply(lambda row: f"{row['n_better']}/{row['n_seeds']}", axis=1),
         paper_gap=table["paper_gap"].map(signed),
-    ).drop(columns="stderr")[
-        [
-            "claim",
-            "epsilon",
-            "n_acquired",
-            "baseline",
-            "gap",
-            "n_seeds",
-            "verdict",
-            "paper_gap",
-            "paper_verdict",
-        ]
-    ]
+    )[[*columns, "paper_gap", "paper_verdict"]]

@@ -43,6 +43,7 @@ def test_paired_gap_is_the_mean_and_stderr_of_per_seed_differences():
         frame(data), method="dean", baselines=("random",), epsilon=0.0, n_acquired=200
     )
     assert gap.n_seeds == 5 and gap.baseline == "random"
+    assert gap.n_better == 4  # one negative difference
     assert gap.mean == pytest.approx(diffs.mean())
     assert gap.stderr == pytest.approx(diffs.std(ddof=1) / math.sqrt(5))
     # the std of the per-seed gap is far below the spread of the accuracies themselves
@@ -120,7 +121,8 @@ def test_claims_table_holds_every_claim():
     # the paper reports 200 acquired labels but no 400-label point
     assert list(table["paper_verdict"]) == ["yes", "yes", "", "", ""]
     text = compare.format_claims(table).to_string(index=False)
-    assert "+0.091 ± 0.001" in text and "n/a" in text
+    assert "+0.091 ± 0.001" in text and "n/a" in text and "3/3" in text
+    assert (table["n_better"] == 3).all()
 
 
 @pytest.mark.parametrize(
