@@ -335,6 +335,12 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from .experiment import format_summary, load_results, summary_table, uncertainty_table
     from .plots import learning_curves, uncertainty_curves
 
+    if not 0.0 <= args.margin < 1.0:
+        parser.error(f"--margin must lie in [0, 1), got {args.margin}")
+    for flag in ("early", "late"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag} must be a number of acquired labels >= 1, got {value}")
     if not args.results.is_dir():
         parser.error(f"results folder {args.results} does not exist")
     df = load_results(args.results)
@@ -398,10 +404,7 @@ def _claims(df, args: argparse.Namespace, parser: argparse.ArgumentParser):
     noisy = sorted(e for e in df["epsilon"].unique() if e > 0)
     early = acquired[0] if args.early is None else args.early
     late = acquired[-1] if args.late is None else args.late
-    try:
-        claims = paper_claims(early, late, noisy[-1] if noisy else 0.3, args.margin)
-    except ValueError as err:
-        parser.error(str(err))
+    claims = paper_claims(early, late, noisy[-1] if noisy else 0.3, args.margin)
     return claims_table(df, claims)
 
 

@@ -212,6 +212,10 @@ def test_report_without_dean_prints_no_claims(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 0
     assert "claims" not in capsys.readouterr().out
     assert not list(tmp_path.glob("claims_*.csv"))
+    assert main(["report", str(tmp_path), "--margin", "-0.5"]) == 2  # checked with or without DeAn
+    assert "--margin must lie in [0, 1), got -0.5" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--early", "0"]) == 2
+    assert "--early must be a number of acquired labels >= 1, got 0" in capsys.readouterr().err
 
 
 def test_an_empty_frame_has_no_gap():
