@@ -5,9 +5,10 @@ stochastic passes; 1 - (mode count)/T is biased low for small T, because the mod
 over-represents the most likely class. The ``medium`` preset uses T = 20 where the paper uses
 100, so chapter 6 asks whether that, rather than the data, makes its first beta high.
 
-For each seed this trains the step-0 model exactly as the active-learning loop does (same split,
-same initial labels, same model and training seeds) and measures sigma with each T, several
-times with different dropout seeds, then prints beta = f(sigma) beside it.
+For each seed this trains the step-0 model with the loop's own function
+(:func:`dean_nb.experiment.train_step_model`: same split, initial labels, model and training
+seeds), measures sigma with each T several times with different dropout seeds, and prints
+beta = f(sigma) beside it.
 
     python benchmarks/sigma_samples.py --dataset fashion-mnist --preset medium --seeds 0 1
 
@@ -27,30 +28,21 @@ import statistics
 
 import torch
 
-from dean_nb import annealing, scoring, training
+from dean_nb import annealing, scoring
 from dean_nb.data import load_dataset, make_split
-from dean_nb.experiment import ExperimentConfig, purpose_seed
-from dean_nb.models import arch_for_dataset, build_model
+from dean_nb.experiment import ExperimentConfig, train_step_model
 from dean_nb.runtime import make_generator
 
 
 def step0_model(config: ExperimentConfig, data, seed: int):
     """The loop's step-0 model of ``seed`` and its validation images (N_val, C, H, W)."""
-    k = data.num_classes
-    c, h, w = data.image_shape
-    split = make_split(data.y_train, k, config.initial_per_class, config.validation_size, seed=seed)
-    model = build_model(
-        arch_for_dataset(config.dataset), k, c, (h, w), seed=purpose_seed(seed, "model:0")
+    config = config.replace(seed=seed)
+    split = make_split(
+        data.y_train, data.num_classes, config.initial_per_class, config.validation_size, seed=seed
     )
-    training.train_model(
-        model,
-        data.x_train[split.initial],
-        data.y_train[split.initial],
-        training.TrainConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay),
-        generator=make_generator(purpose_seed(seed, "train:0")),
-        progress=False,
-    )
-    return model.eval(), data.x_train[split.validation]
+    x, y = data.x_train[split.initial], data.y_train[split.initial]
+    model, _ = train_step_model(config, x, y, data.num_classes, 0, torch.device("cpu"))
+    return model, data.x_train[split.validation]
 
 
 def main() -> None:

@@ -91,6 +91,9 @@ class PairedGap:
     n_better: int = 0
 
 
+_EMPTY = (math.nan, math.nan, 0)  # mean, stderr, n_seeds of a gap with no paired seed
+
+
 def _check_frame(df) -> None:
     needed = ("epsilon", "n_acquired", "seed", "method", "test_accuracy")
     missing = [c for c in needed if c not in df.columns]
@@ -139,9 +142,6 @@ def paired_gap(
     stderr = float(diff.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
     n_better = int((diff > 0).sum())
     return PairedGap(method, best, epsilon, n_acquired, float(diff.mean()), stderr, n, n_better)
-
-
-_EMPTY = (math.nan, math.nan, 0)
 
 
 def verdict(gap: PairedGap, threshold: float, *, min_seeds: int = 3, n_stderr: float = 2.0) -> str:

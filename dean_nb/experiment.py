@@ -673,13 +673,76 @@ def torch_threads(n_threads: int | None):
         torch.set_num_threads(before)
 
 
+def train_step_model(
+    config: ExperimentConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    step: int,
+    device: torch.device,
+) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """Train step ``step``'s model from scratch, as the active-learning loop does.
+
+    The network, its initial weights and the minibatch order come from ``config.seed`` and
+    ``step`` (see :func:`purpose_seed`), so the model of a step depends only on the labelled
+    set, not on the strategy that chose it.
+
+    Args:
+        config: the run's configuration (architecture, epochs, lr, weight decay, batch size,
+            ``denoise``).
+        x: labelled images ``(L, C, H, W)`` on ``device``.
+        y: their (possibly noisy) labels ``(L,)`` on ``device``.
+        num_classes: K.
+        step: 0 for the model on the initial labels, then 1, 2, ...
+        device: where to train.
+
+    Returns:
+        ``(model, channel)``: the base model in eval mode, and the trained
+        :class:`dean_nb.denoise.NoisyChannel` when ``config.denoise`` (else ``None``).
+    """
+    from . import training
+    from .models import arch_for_dataset, build_model
+
+    train_kwargs: dict[str, Any] = {
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+    }
+    if config.batch_size is not None:
+        train_kwargs["batch_size"] = config.batch_size
+    c, h, w = x.shape[1:]
+    seed = config.seed
+    model = build_model(
+        arch_for_dataset(config.dataset),
+        num_classes,
+        c,
+        (h, w),
+        seed=purpose_seed(seed, f"model:{step}"),
+    ).to(device)
+    channel = None
+    if config.denoise:
+        from .denoise import NoisyChannel
+
+        channel = NoisyChannel(num_classes).to(device)
+    training.train_model(
+        model,
+        x,
+        y,
+        training.TrainConfig(**train_kwargs),
+        channel=channel,
+        device=device,
+        generator=make_generator(purpose_seed(seed, f"train:{step}")),
+        progress=False,
+    )
+    return model.eval(), channel
+
+
 def _run(
     config: ExperimentConfig, show: bool, on_step: Callable[[StepRecord], None] | None
 ) -> RunResult:
     """The body of :func:`run_active_learning` (see there)."""
     from . import scoring, strategies, training
     from .data import make_split
-    from .models import arch_for_dataset, build_model
     from .oracle import NoisyOracle, symmetric_channel
 
     device = resolve_device(config.device)
@@ -687,7 +750,6 @@ def _run(
 
     data = _cached_dataset(config.dataset, config.root, config.download)
     k = data.num_classes
-    c, h, w = data.image_shape
     split = make_split(data.y_train, k, config.initial_per_class, config.validation_size, seed=seed)
     needed = config.n_steps * config.acquisition_size
     if needed > split.pool.numel():
@@ -710,39 +772,14 @@ def _run(
     labels = data.y_train[labelled].clone()  # (L,) labels the model trains on
     pool = split.pool.clone()  # (P,) remaining pool indices
 
-    train_cfg_kwargs: dict[str, Any] = {
-        "epochs": config.epochs,
-        "lr": config.lr,
-        "weight_decay": config.weight_decay,
-    }
-    if config.batch_size is not None:
-        train_cfg_kwargs["batch_size"] = config.batch_size
-    train_config = training.TrainConfig(**train_cfg_kwargs)
-    arch = arch_for_dataset(config.dataset)
-
     steps: list[StepRecord] = []
     bar = _progress_bar(config.n_steps + 1, show, f"{config.method} eps={config.epsilon:g}")
     try:
         for step in range(config.n_steps + 1):
             start = time.perf_counter()
-            model = build_model(arch, k, c, (h, w), seed=purpose_seed(seed, f"model:{step}"))
-            model = model.to(device)
-            channel = None
-            if config.denoise:
-                from .denoise import NoisyChannel
-
-                channel = NoisyChannel(k).to(device)
-            training.train_model(
-                model,
-                x_train[labelled.to(device)],
-                labels.to(device),
-                train_config,
-                channel=channel,
-                device=device,
-                generator=make_generator(purpose_seed(seed, f"train:{step}")),
-                progress=False,
+            model, channel = train_step_model(
+                config, x_train[labelled.to(device)], labels.to(device), k, step, device
             )
-            model.eval()
             accuracy = training.evaluate_accuracy(
                 model, x_test, y_test, batch_size=config.eval_batch_size, device=device
             )

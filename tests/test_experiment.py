@@ -144,6 +144,24 @@ def test_same_seed_same_selection_and_different_seed_differs():
     assert a.initial_indices != c.initial_indices
 
 
+def test_train_step_model_is_the_loops_step_model():
+    # benchmarks/sigma_samples.py relies on this: the function rebuilds the loop's step-0 model
+    for denoise in (False, True):
+        config = quick(strategy="random", denoise=denoise, **FAST)
+        run = cached_run(strategy="random", denoise=denoise, **FAST)
+        data = load_dataset("digits")
+        split = make_split(
+            data.y_train, 10, config.initial_per_class, config.validation_size, seed=0
+        )
+        model, channel = experiment.train_step_model(
+            config, data.x_train[split.initial], data.y_train[split.initial], 10, 0, "cpu"
+        )
+        assert not model.training and (channel is not None) == denoise
+        accuracy = training.evaluate_accuracy(model, data.x_test, data.y_test, device="cpu")
+        assert float(accuracy) == run.steps[0].test_accuracy
+        assert run.initial_indices == split.initial.tolist()
+
+
 def test_initial_set_and_initial_model_are_shared_by_every_strategy():
     runs = [fast_run(name) for name in strategies.available()]
     data = load_dataset("digits")
