@@ -75,6 +75,7 @@ __all__ = [
     "load_run",
     "make_grid",
     "method_label",
+    "oracle_answers",
     "purpose_seed",
     "result_path",
     "run_active_learning",
@@ -619,6 +620,22 @@ def _cached_dataset(name: str, root: str | None, download: bool):
     return load_dataset(name, root=root, download=download)
 
 
+def oracle_answers(config: ExperimentConfig) -> torch.Tensor:
+    """The noisy oracle's answer for every training image of a run, ``(N_train,)`` int64.
+
+    The oracle (the K-ary symmetric channel of eq. 1 with ``config.epsilon``) answers every
+    training image once, up front, from its own seeded generator: common random numbers across
+    strategies, and integers that no float kernel can change. Only acquired indices are ever
+    read.
+    """
+    from .oracle import NoisyOracle, symmetric_channel
+
+    data = _cached_dataset(config.dataset, config.root, config.download)
+    channel = symmetric_channel(data.num_classes, config.epsilon)
+    oracle = NoisyOracle(channel, seed=purpose_seed(config.seed, "oracle"))
+    return oracle.label(data.y_train)
+
+
 def _strategy_options(config: ExperimentConfig, n_candidates: int) -> dict[str, Any]:
     """Keyword options for :func:`dean_nb.strategies.get` (DeAn's come from the config)."""
     options: dict[str, Any] = {}
@@ -743,7 +760,7 @@ def _run(
     """The body of :func:`run_active_learning` (see there)."""
     from . import scoring, strategies, training
     from .data import make_split
-    from .oracle import NoisyOracle, symmetric_channel
+    from .oracle import symmetric_channel
 
     device = resolve_device(config.device)
     seed = config.seed
@@ -762,11 +779,8 @@ def _run(
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     x_val = x_train[split.validation.to(device)]
 
-    # The oracle answers every training image once, up front (common random numbers across
-    # strategies); only acquired indices ever read these answers.
     true_channel = symmetric_channel(k, config.epsilon)
-    oracle = NoisyOracle(true_channel, seed=purpose_seed(seed, "oracle"))
-    oracle_answers = oracle.label(data.y_train)  # (N,) on the CPU
+    answers = oracle_answers(config)  # (N,) on the CPU
 
     labelled = split.initial.clone()  # (L,) indices into x_train
     labels = data.y_train[labelled].clone()  # (L,) labels the model trains on
@@ -822,7 +836,7 @@ def _run(
                 chosen_pos = selection.indices.detach().to("cpu", torch.int64)
                 _check_selection(chosen_pos, pool.numel(), config.acquisition_size)
                 chosen = pool[chosen_pos]  # (b,) indices into x_train
-                noisy = oracle_answers[chosen]
+                noisy = answers[chosen]
                 record.selected = chosen.tolist()
                 record.noisy_labels = noisy.tolist()
                 record.true_labels = data.y_train[chosen].tolist()
