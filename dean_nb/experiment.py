@@ -47,12 +47,17 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import types
 import typing
+import uuid
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +73,10 @@ __all__ = [
     "BETA_KINDS",
     "PRESETS",
     "ExperimentConfig",
+    "GridPaths",
     "RunResult",
     "StepRecord",
+    "checkpoint_path",
     "format_summary",
     "load_results",
     "load_run",
@@ -653,6 +660,7 @@ def run_active_learning(
     *,
     progress: bool | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """One active-learning run (Algorithm 1; Algorithm 2 when ``epsilon > 0``/``denoise``).
 
@@ -660,7 +668,20 @@ def run_active_learning(
         config: the run (dataset, strategy, noise, protocol sizes, seed, device).
         progress: show a progress bar over steps; ``None`` means ``not config.quiet``.
         on_step: called with each :class:`StepRecord` as soon as it is complete (live
-            plots in a notebook, logging).
+            plots in a notebook, logging); steps replayed from ``checkpoint`` are not passed.
+        checkpoint: a JSON file of the finished steps, rewritten atomically after every step
+            (:func:`run_grid` uses :func:`checkpoint_path`). When it exists and was written
+            for the same computation (every field but ``root``, ``device``, ``num_threads``,
+            ``quiet``, ``download``), the run replays its steps and continues from the first
+            unfinished one. The state at step ``k`` is a function of the finished steps'
+            selections and oracle answers (each step's model, training, sigma and selection
+            draw from their own :func:`purpose_seed` generators; the oracle answers are drawn
+            up front), so on the same machine a resumed run equals an uninterrupted one in
+            everything but wall times and provenance (``provenance["resumed_from_step"]``
+            says where it resumed). A checkpoint of another configuration, or one that
+            disagrees with this run's split and oracle, is ignored with a warning and
+            overwritten. The file is left in place: the caller removes it once the result
+            is safe.
 
     Returns:
         A :class:`RunResult` with ``n_steps + 1`` step records. The test accuracy of step 0 is
@@ -669,8 +690,9 @@ def run_active_learning(
     if not isinstance(config, ExperimentConfig):
         raise TypeError(f"config must be an ExperimentConfig, got {type(config).__name__}")
     show = (not config.quiet) if progress is None else bool(progress)
+    path = None if checkpoint is None else Path(checkpoint)
     with torch_threads(config.num_threads):
-        return _run(config, show, on_step)
+        return _run(config, show, on_step, path)
 
 
 @contextlib.contextmanager
@@ -755,7 +777,10 @@ def train_step_model(
 
 
 def _run(
-    config: ExperimentConfig, show: bool, on_step: Callable[[StepRecord], None] | None
+    config: ExperimentConfig,
+    show: bool,
+    on_step: Callable[[StepRecord], None] | None,
+    checkpoint: Path | None = None,
 ) -> RunResult:
     """The body of :func:`run_active_learning` (see there)."""
     from . import scoring, strategies, training
@@ -787,9 +812,24 @@ def _run(
     pool = split.pool.clone()  # (P,) remaining pool indices
 
     steps: list[StepRecord] = []
+    saved = None if checkpoint is None else _load_checkpoint(checkpoint, config)
+    if saved is not None:
+        try:
+            labelled, labels, pool, steps = _replay(
+                saved, config, split.initial, split.pool, oracle_answers, data.y_train
+            )
+        except ValueError as err:
+            warnings.warn(
+                f"ignoring checkpoint {checkpoint}: {err}; the run starts from step 0",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    resumed = len(steps)
     bar = _progress_bar(config.n_steps + 1, show, f"{config.method} eps={config.epsilon:g}")
+    if bar is not None and resumed:
+        bar.update(resumed)
     try:
-        for step in range(config.n_steps + 1):
+        for step in range(resumed, config.n_steps + 1):
             start = time.perf_counter()
             model, channel = train_step_model(
                 config, x_train[labelled.to(device)], labels.to(device), k, step, device
@@ -849,6 +889,8 @@ def _run(
                 pool = pool[keep]
             record.wall_time = time.perf_counter() - start
             steps.append(record)
+            if checkpoint is not None:
+                _write_checkpoint(checkpoint, config, split.initial, steps)
             if bar is not None:
                 bar.set_postfix(acc=f"{record.test_accuracy:.3f}", sigma=f"{record.sigma:.3f}")
                 bar.update(1)
@@ -858,13 +900,109 @@ def _run(
         if bar is not None:
             bar.close()
 
+    info = provenance(device)
+    if resumed:
+        info["resumed_from_step"] = resumed
     return RunResult(
         config=config,
         steps=steps,
         initial_indices=split.initial.tolist(),
         true_channel=true_channel.tolist(),
-        provenance=provenance(device),
+        provenance=info,
     )
+
+
+#: ``format`` of a checkpoint file (:func:`run_active_learning`'s ``checkpoint``).
+_CHECKPOINT_FORMAT = "dean_nb.checkpoint/1"
+
+
+def _computed_fields(config: ExperimentConfig) -> dict[str, Any]:
+    """The fields that change what a run computes (those :func:`run_key` hashes)."""
+    return {k: v for k, v in config.to_dict().items() if k not in _LOCATION_FIELDS}
+
+
+def _write_checkpoint(
+    path: Path, config: ExperimentConfig, initial: torch.Tensor, steps: list[StepRecord]
+) -> None:
+    payload = {
+        "format": _CHECKPOINT_FORMAT,
+        "run_key": run_key(config),
+        "config": config.to_dict(),
+        "initial_indices": initial.tolist(),
+        "steps": [s.to_dict() for s in steps],
+    }
+    _atomic_write_json(path, payload)
+
+
+def _load_checkpoint(
+    path: Path, config: ExperimentConfig
+) -> tuple[list[int], list[StepRecord]] | None:
+    """``(initial indices, finished steps)`` of a checkpoint written for ``config``, or ``None``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        warnings.warn(f"ignoring unreadable checkpoint {path}: {err}", RuntimeWarning, stacklevel=4)
+        return None
+    try:
+        if data.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {_CHECKPOINT_FORMAT!r}")
+        saved = ExperimentConfig.from_dict(data["config"])
+        if _computed_fields(saved) != _computed_fields(config):
+            raise ValueError(f"written for another configuration ({run_key(saved)})")
+        steps = [StepRecord.from_dict(s) for s in data["steps"]]
+        steps_initial = list(data["initial_indices"])
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        warnings.warn(f"ignoring checkpoint {path}: {err}", RuntimeWarning, stacklevel=4)
+        return None
+    return steps_initial, steps
+
+
+def _replay(
+    saved: tuple[list[int], list[StepRecord]],
+    config: ExperimentConfig,
+    initial: torch.Tensor,
+    pool: torch.Tensor,
+    oracle_answers: torch.Tensor,
+    y_train: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[StepRecord]]:
+    """``(labelled, labels, pool, steps)`` after a checkpoint's finished steps.
+
+    Exactly what the loop holds after those steps: the initial set, then each step's batch in
+    order (its labels the oracle's answers, checked against the recorded ones), and the pool
+    with the batches removed, in its original order. Raises ``ValueError`` when the
+    checkpoint disagrees with this run's split or oracle.
+    """
+    saved_initial, steps = saved
+    if saved_initial != initial.tolist():
+        raise ValueError("its initial labelled set is not this run's")
+    if len(steps) > config.n_steps + 1:
+        raise ValueError(f"it holds {len(steps)} steps; the run has {config.n_steps + 1}")
+    labelled = initial.clone()
+    labels = y_train[initial].clone()
+    pool = pool.clone()
+    for i, record in enumerate(steps):
+        if record.step != i or record.n_labels != labelled.numel():
+            raise ValueError(f"its step {i} is not step {i} of this run")
+        budget = config.acquisition_size if i < config.n_steps else 0
+        chosen = torch.tensor(record.selected, dtype=torch.int64)
+        if chosen.numel() != budget:
+            raise ValueError(f"its step {i} selected {chosen.numel()} images, not {budget}")
+        if not budget:
+            continue
+        in_pool = torch.isin(pool, chosen)
+        if int(in_pool.sum()) != budget or torch.unique(chosen).numel() != budget:
+            raise ValueError(f"its step {i} selected images outside the pool")
+        if (
+            record.noisy_labels != oracle_answers[chosen].tolist()
+            or record.true_labels != y_train[chosen].tolist()
+        ):
+            raise ValueError(f"its step {i} labels are not this run's oracle answers")
+        labelled = torch.cat([labelled, chosen])
+        labels = torch.cat([labels, oracle_answers[chosen]])
+        pool = pool[~in_pool]
+    return labelled, labels, pool, steps
 
 
 def _check_selection(indices: torch.Tensor, n_candidates: int, budget: int) -> None:
@@ -946,6 +1084,22 @@ def result_path(config: ExperimentConfig, out_dir: str | os.PathLike[str]) -> Pa
     return Path(out_dir) / f"{run_key(config)}.json"
 
 
+def checkpoint_path(config: ExperimentConfig, out_dir: str | os.PathLike[str]) -> Path:
+    """Where :func:`run_grid` keeps a run's finished steps until its record is written.
+
+    ``.<run_key>.partial.json`` beside the record (hidden, so :func:`load_results` skips it).
+    """
+    return _partial_path(result_path(config, out_dir))
+
+
+def _partial_path(record: Path) -> Path:
+    return record.with_name(f".{record.stem}.partial.json")
+
+
+def _lock_path(record: Path) -> Path:
+    return record.with_name(f".{record.stem}.lock")
+
+
 def _read_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -954,18 +1108,39 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
 
+#: This machine's name as locks and temporary files record it.
+_HOST = socket.gethostname()
+# ... and as it appears in temporary file names (no path separators or "~").
+_HOST_TAG = re.sub(r"[^A-Za-z0-9._-]", "_", _HOST) or "host"
+# A temporary file of _atomic_write_json: .<target>~<host>~<pid>~<random>.tmp
+_TMP_NAME = re.compile(r"^\..+~(?P<host>[A-Za-z0-9._-]+)~(?P<pid>\d+)~[^~]*\.tmp$")
 
-def _atomic_write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """Write JSON so that ``path`` is either absent or complete (tmp file + ``os.replace``)."""
+
+def _atomic_write_json(path: Path, payload: dict[str, Any], *, overwrite: bool = True) -> Path:
+    """Write JSON so that ``path`` is either absent or complete (tmp file + rename).
+
+    With ``overwrite=False`` an existing ``path`` is never replaced: the complete temporary
+    file is hard-linked to ``path`` (``link`` fails when the name exists, atomically, NFS
+    included) and ``FileExistsError`` is raised when another writer got there first. On file
+    systems without hard links it falls back to check-then-rename (a narrow race).
+
+    The temporary file is ``.<name>~<host>~<pid>~<random>.tmp`` in the same folder, so that
+    :func:`run_grid` can tell a killed writer's leftover from a live writer's file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}~{_HOST_TAG}~{os.getpid()}~", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, indent=1, allow_nan=False)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide records from other users
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_no_overwrite(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -973,9 +1148,37 @@ def _atomic_write_json(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def _execute(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """Run one configuration; what an executor's worker calls (top level, so it pickles)."""
-    return run_active_learning(ExperimentConfig.from_dict(config_dict)).to_dict()
+def _link_no_overwrite(tmp: str, path: Path) -> None:
+    """Give the complete file ``tmp`` the name ``path`` unless ``path`` exists; drop ``tmp``."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        # NFS: a retransmitted LINK whose first reply was lost reports EEXIST although it
+        # worked; the link count says which (the classic NFS lock-file check)
+        if os.stat(tmp).st_nlink < 2:
+            raise FileExistsError(f"{path} exists; not overwritten") from None
+    except OSError:  # no hard links on this file system
+        if path.exists():
+            raise FileExistsError(f"{path} exists; not overwritten") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _execute(
+    config_dict: dict[str, Any],
+    checkpoint: str | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> dict[str, Any]:
+    """Run one configuration; what an executor's worker calls (top level, so it pickles).
+
+    ``checkpoint`` is used only where its folder exists: a Dask worker without the grid's
+    file system runs without one (and restarts a lost run from step 0).
+    """
+    config = ExperimentConfig.from_dict(config_dict)
+    if checkpoint is not None and not Path(checkpoint).parent.is_dir():
+        checkpoint = None
+    return run_active_learning(config, checkpoint=checkpoint, on_step=on_step).to_dict()
 
 
 def _limit_threads(n_threads: int) -> None:
@@ -995,6 +1198,372 @@ def default_executor(max_workers: int | None = None) -> cf.Executor:
     )
 
 
+# ----------------------------------------------------------------- claims shared by processes
+
+#: Seconds without a heartbeat after which :func:`run_grid` takes a claim as abandoned.
+DEFAULT_STALE_AFTER = 300.0
+
+# Tokens of the claims this process holds (a lock naming this pid is live only if listed).
+_LIVE_TOKENS: set[str] = set()
+
+
+class _ClaimLost(Exception):
+    """Another process took over this run's claim (ours had been judged stale)."""
+
+
+@dataclass
+class _Claim:
+    record: Path
+    token: str
+    lost: bool = False
+    misses: int = 0
+
+    @property
+    def lock(self) -> Path:
+        return _lock_path(self.record)
+
+    def check(self, _record: StepRecord | None = None) -> None:
+        """Raise :class:`_ClaimLost` when the heartbeat found the claim taken over."""
+        if self.lost:
+            raise _ClaimLost(self.record.stem)
+
+
+def _pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill would terminate it; rely on the heartbeat instead
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        if stat_line.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+    return True
+
+
+def _fs_now(folder: Path) -> float:
+    """The current time by the clock that stamps files in ``folder``.
+
+    An NFS server stamps the files (and ``utime(None)`` heartbeats) with its own clock, so
+    ages measured against a probe file are immune to clock skew between client machines.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dean_nb-clock~", suffix=".probe", dir=folder)
+    except OSError:
+        return time.time()
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+
+
+def _read_lock(lock: Path) -> tuple[dict[str, Any] | None, os.stat_result]:
+    """A lock's JSON (``None`` while empty or unreadable) and its stat; raises if missing."""
+    with open(lock, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        data = fh.read()
+    try:
+        info = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, st
+    return (info if isinstance(info, dict) else None), st
+
+
+def _owner_alive(
+    info: dict[str, Any] | None, st: os.stat_result, now: float, stale_after: float
+) -> bool:
+    """Whether a lock's owner may still be computing its run.
+
+    Dead when its heartbeat (the lock's mtime) is older than ``stale_after``, whoever owns it;
+    on this machine also as soon as its pid is gone (or, for this very process, when the
+    claim is not one it holds).
+    """
+    if now - st.st_mtime >= stale_after:
+        return False
+    if info is None:  # created a moment ago, its JSON not yet written
+        return True
+    pid = info.get("pid")
+    if info.get("host") == _HOST and isinstance(pid, int):
+        if pid == os.getpid():
+            return info.get("token") in _LIVE_TOKENS
+        return _pid_exists(pid)
+    return True
+
+
+def _create_lock(lock: Path, record: Path, token: str) -> None:
+    """``O_CREAT | O_EXCL`` the lock (``FileExistsError`` if it exists) and write its JSON."""
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    info = {
+        "host": _HOST,
+        "pid": os.getpid(),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "token": token,
+        "run": record.stem,
+    }
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(info, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _try_claim(record: Path, stale_after: float) -> tuple[str, Any]:
+    """Claim one run: ``("claimed", token)``, ``("busy", lock info)`` or ``("done", None)``.
+
+    Every claim is an ``O_EXCL`` creation of the lock. A stale lock is removed by one
+    reclaimer at a time (:func:`_remove_stale_lock`), and only if it is still the very
+    lock judged stale; the reclaimer then competes for the ``O_EXCL`` creation like anyone
+    else, so there is never more than one winner.
+    """
+    lock = _lock_path(record)
+    info: Any = None
+    for _ in range(100):
+        if record.exists():
+            return "done", None
+        token = uuid.uuid4().hex
+        _LIVE_TOKENS.add(token)  # before the file exists: a reader in this process sees it live
+        try:
+            _create_lock(lock, record, token)
+        except FileExistsError:
+            _LIVE_TOKENS.discard(token)
+        except BaseException:
+            _LIVE_TOKENS.discard(token)
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            raise
+        else:
+            if record.exists():  # finished by another process since the check above
+                _release_lock(lock, token)
+                return "done", None
+            return "claimed", token
+        try:
+            info, st = _read_lock(lock)
+        except FileNotFoundError:
+            continue  # released or reclaimed meanwhile: try again
+        now = _fs_now(record.parent)
+        if _owner_alive(info, st, now, stale_after):
+            return "busy", info
+        if not _remove_stale_lock(lock, info, st, now, stale_after):
+            time.sleep(0.01)  # another process is reclaiming it: see what it leaves
+    return "busy", info
+
+
+def _same_lock(
+    a: dict[str, Any] | None, a_st: os.stat_result, b: dict[str, Any] | None, b_st: os.stat_result
+) -> bool:
+    return (
+        a_st.st_ino == b_st.st_ino
+        and a_st.st_mtime_ns == b_st.st_mtime_ns
+        and (a or {}).get("token") == (b or {}).get("token")
+    )
+
+
+def _remove_stale_lock(
+    lock: Path, info: dict[str, Any] | None, st: os.stat_result, now: float, stale_after: float
+) -> bool:
+    """Remove ``lock`` if it is still the lock judged stale; ``False`` if another reclaims it.
+
+    Reclaimers take turns through ``<lock>.reclaim``, created with ``O_EXCL`` and held for
+    microseconds; inside, the lock is re-read and removed only if its inode, mtime (no
+    heartbeat since) and token are those judged stale. A ``.reclaim`` file left by a
+    reclaimer killed inside that window is removed once older than ``stale_after``.
+    """
+    mutex = lock.with_name(f"{lock.name}.reclaim")
+    try:
+        os.close(os.open(mutex, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        with contextlib.suppress(FileNotFoundError):
+            if now - os.stat(mutex).st_mtime >= stale_after:
+                os.unlink(mutex)
+        return False
+    try:
+        try:
+            current, current_st = _read_lock(lock)
+        except FileNotFoundError:
+            return True
+        if _same_lock(current, current_st, info, st):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(mutex)
+
+
+def _release_lock(lock: Path, token: str) -> None:
+    """Remove ``lock`` if it still holds ``token``."""
+    _LIVE_TOKENS.discard(token)
+    with contextlib.suppress(OSError):
+        info, _ = _read_lock(lock)
+        if info is not None and info.get("token") == token:
+            os.unlink(lock)
+
+
+class _Claims:
+    """The runs this process holds in a grid; a daemon thread keeps their locks fresh.
+
+    Every ``interval`` seconds the thread sets each held lock's mtime to now (the heartbeat
+    other hosts judge staleness by) and checks that the lock still holds this claim's token;
+    a claim found replaced twice in a row is marked lost.
+    """
+
+    def __init__(self, stale_after: float) -> None:
+        self.stale_after = stale_after
+        self.interval = min(30.0, max(0.05, stale_after / 10))
+        self._held: dict[Path, _Claim] = {}
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, record: Path) -> tuple[str, _Claim | None]:
+        """``("claimed", claim)``, ``("busy", None)`` or ``("done", None)``."""
+        status, value = _try_claim(record, self.stale_after)
+        if status != "claimed":
+            return status, None
+        claim = _Claim(record, value)
+        with self._mutex:
+            self._held[record] = claim
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._beat, name="dean_nb-heartbeat", daemon=True
+                )
+                self._thread.start()
+        return status, claim
+
+    def release(self, claim: _Claim | None) -> None:
+        if claim is None:
+            return
+        with self._mutex:
+            self._held.pop(claim.record, None)
+        _release_lock(claim.lock, claim.token)
+
+    def close(self) -> None:
+        """Stop the heartbeat and release every claim still held."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._mutex:
+            held = list(self._held.values())
+        for claim in held:
+            self.release(claim)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._mutex:
+                held = list(self._held.values())
+            for claim in held:
+                self._refresh(claim)
+
+    def _refresh(self, claim: _Claim) -> None:
+        try:
+            info, _ = _read_lock(claim.lock)
+        except FileNotFoundError:
+            # removed under us (by hand, or moved aside by a reclaimer): take it again
+            with contextlib.suppress(OSError):
+                _create_lock(claim.lock, claim.record, claim.token)
+            return
+        except OSError:
+            return
+        if info is not None and info.get("token") == claim.token:
+            claim.misses = 0
+            with contextlib.suppress(OSError):
+                os.utime(claim.lock)
+        elif info is not None:
+            claim.misses += 1
+            claim.lost = claim.misses >= 2
+
+
+def _remove_stale_leftovers(folder: Path, stale_after: float) -> list[Path]:
+    """Remove what killed processes left in a results folder; return what was removed.
+
+    * temporary files of :func:`_atomic_write_json` whose writer is gone (this machine, pid
+      dead) or that are older than ``stale_after`` (a live writer holds one for
+      milliseconds);
+    * reclaim mutexes (:func:`_remove_stale_lock`) and clock probes of killed processes;
+    * checkpoints of runs whose record exists and which nobody holds.
+
+    Locks of dead owners are not removed here: the next claim of their run reclaims them.
+    """
+    removed: list[Path] = []
+    now: float | None = None
+    for entry in os.scandir(folder):
+        name = entry.name
+        if not name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        stale = False
+        if name.endswith(".tmp"):
+            match = _TMP_NAME.match(name)
+            if match and match["host"] == _HOST_TAG and int(match["pid"]) != os.getpid():
+                stale = not _pid_exists(int(match["pid"]))
+            if not stale:
+                now = _fs_now(folder) if now is None else now
+                stale = now - st.st_mtime >= stale_after
+        elif name.endswith(".lock.reclaim") or name.startswith(".dean_nb-clock~"):
+            now = _fs_now(folder) if now is None else now
+            stale = now - st.st_mtime >= stale_after
+        elif name.endswith(".partial.json"):
+            stem = name[1 : -len(".partial.json")]
+            record = folder / f"{stem}.json"
+            stale = record.exists() and not _lock_path(record).exists()
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed.append(path)
+    return removed
+
+
+def _executor_slots(pool: cf.Executor, max_workers: int | None) -> int:
+    """How many runs an executor computes at once (claims are taken that far ahead)."""
+    n = getattr(pool, "_max_workers", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    client = getattr(pool, "_client", None)  # distributed's ClientExecutor
+    if client is not None:
+        with contextlib.suppress(Exception):
+            n = sum(client.nthreads().values())
+            if n > 0:
+                return int(n)
+    return max(1, max_workers or os.cpu_count() or 1)
+
+
+def _stop_workers(pool: cf.Executor) -> None:
+    """On an interrupt, end an own process pool's workers instead of waiting for their runs."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+
+
+class GridPaths(list):
+    """What :func:`run_grid` returns: every configuration's record path, in input order.
+
+    A ``list`` of :class:`~pathlib.Path`, plus what this call did with them:
+
+    Attributes:
+        computed: records this process computed and wrote.
+        found: records already there, or finished by another process during this call.
+        left_to_others: runs another live process had claimed when this one finished; their
+            records appear when those processes finish (run the grid again to check).
+    """
+
+    def __init__(self, paths: Iterable[Path] = ()) -> None:
+        super().__init__(paths)
+        self.computed: list[Path] = []
+        self.found: list[Path] = []
+        self.left_to_others: list[Path] = []
+
+
 def run_grid(
     configs: Iterable[ExperimentConfig],
     out_dir: str | os.PathLike[str],
@@ -1003,8 +1572,54 @@ def run_grid(
     *,
     max_workers: int | None = None,
     command: str | None = None,
-) -> list[Path]:
+    stale_after: float = DEFAULT_STALE_AFTER,
+) -> GridPaths:
     """Run every configuration not yet on disk; one JSON file per run, written on completion.
+
+    Several ``run_grid`` calls (processes on one machine, or machines sharing the folder)
+    can work on one ``out_dir`` at once and share the work: each run is computed once.
+
+    * **Claims.** Before computing a run, a process claims it by creating
+      ``.<run_key>.lock`` beside the record with ``O_CREAT | O_EXCL`` (host, pid, start
+      time and a random token inside). A run claimed by a live owner is skipped (and tried
+      once more at the end); the runs still claimed by others then are reported on stderr
+      and in :attr:`GridPaths.left_to_others`. A thread refreshes the mtime of every held
+      lock every ``min(30 s, stale_after / 10)``: the heartbeat.
+    * **Dead owners.** A claim is reclaimed when its owner is dead: on the same host as soon
+      as its pid no longer exists; on any host when its heartbeat is older than
+      ``stale_after`` seconds. Reclaimers take turns through an ``O_EXCL`` mutex
+      (``.<run_key>.lock.reclaim``, held for microseconds), remove the lock only if it is
+      still the one judged stale (same inode, token and mtime), and then claim with
+      ``O_EXCL`` like anyone else, so two reclaimers cannot both win.
+    * **Records are written once.** The record is checked again after claiming, and written
+      by hard-linking a complete temporary file to its name, which fails if the name
+      exists: a finished record is never replaced, even by a process whose stale-judged
+      claim was taken over (it finds the record there and drops its copy).
+    * **Per-step checkpoints.** Each run keeps its finished steps in
+      ``.<run_key>.partial.json`` (:func:`checkpoint_path`, written atomically after every
+      step); a killed run resumes from its last finished step, and on the same machine the
+      resumed record equals an uninterrupted one (see :func:`run_active_learning`). The
+      checkpoint is removed once the record is written. Temporary files left by a writer
+      killed mid-write are removed by the next ``run_grid`` on the folder (only those whose
+      pid is gone on this host, or older than ``stale_after``).
+    * **Interrupts and failures.** With an executor, this (parent) process claims and writes;
+      it takes claims just before submitting, for as many runs as the executor has workers.
+      A failed run releases its claim (its checkpoint stays for the next attempt); on an
+      interrupt (``KeyboardInterrupt`` included) queued runs are cancelled, the workers of
+      an own process pool are stopped, and every claim is released before the exception
+      propagates.
+
+    On NFS: ``O_EXCL`` creation and ``link`` are atomic on the server for NFSv3 and later
+    with a modern Linux client (NFSv2, or very old clients, do not guarantee ``O_EXCL``), and
+    a retransmitted ``link`` is recognised by its link count; ``rename`` is atomic.
+    Staleness is judged against the file system's own clock (a probe file's mtime, which an
+    NFS server stamps, as it stamps ``utime`` heartbeats), so clock skew between clients
+    does not matter; file systems that take mtimes from the client clock (some FUSE mounts)
+    need clocks synchronised well within ``stale_after``. The pid test only applies to
+    claims from the same host name: give machines (and containers sharing a folder)
+    distinct host names. ``stale_after`` must exceed the longest pause of a live process
+    (a suspended process, a hung mount) or its run is computed twice; the record is still
+    written once. Results written before these rules (no lock files) are read as usual.
 
     Args:
         configs: the runs (e.g. from :func:`make_grid`). Duplicates run once.
@@ -1014,23 +1629,34 @@ def run_grid(
         executor: any :class:`concurrent.futures.Executor`: a ``ProcessPoolExecutor``, a
             ``ThreadPoolExecutor``, or Dask's ``distributed.Client(...).get_executor()``.
             Results come back to this process, which writes them, so workers need no shared
-            file system. Runs in *threads* of one process share torch's global RNG (dropout
-            masks are drawn from it), so a pool of several threads gives valid but not
-            bit-reproducible runs; processes (and Dask workers with one thread) reproduce
-            the inline results exactly. ``None``: runs inline when ``max_workers == 1`` or only one run is
-            pending, else a :func:`default_executor` (closed afterwards).
+            file system; workers write the per-step checkpoint themselves where the results
+            folder exists for them (a ``ProcessPoolExecutor``, or Dask workers on the shared
+            file system). A Dask worker on which the folder does not exist runs without a
+            checkpoint, so a run lost with its worker restarts from step 0 (a folder of the
+            same name that is another machine's local disk only helps retries that land on
+            that machine again). Runs in *threads* of one process share torch's global RNG
+            (dropout masks are drawn from it), so a pool of several threads gives valid but
+            not bit-reproducible runs; processes (and Dask workers with one thread)
+            reproduce the inline results exactly. ``None``: runs inline when
+            ``max_workers == 1`` or only one run is pending, else a
+            :func:`default_executor` (closed afterwards).
         progress: a progress bar over runs (per-run bars are silenced under an executor).
         max_workers: for the default executor.
         command: the command line that launched the grid, stored in every record's
             provenance (the CLI passes its own), so a record says how to make it again.
+        stale_after: seconds without a heartbeat after which another process's claim counts
+            as abandoned (same for every process on the folder; default 5 minutes).
 
     Returns:
-        The JSON paths of every configuration, in input order (finished before or now).
+        A :class:`GridPaths`: the JSON paths of every configuration, in input order (finished
+        before, now, or, for :attr:`GridPaths.left_to_others`, still being computed by other
+        processes).
 
     Raises:
         RuntimeError: after every other run has finished and been written, if some runs
             failed; the message names them and their errors.
     """
+    check_float_range("stale_after", stale_after, 0.0, math.inf, low_inclusive=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unique: dict[Path, ExperimentConfig] = {}
@@ -1038,10 +1664,12 @@ def run_grid(
         if not isinstance(config, ExperimentConfig):
             raise TypeError(f"configs must hold ExperimentConfig, got {type(config).__name__}")
         unique.setdefault(result_path(config, out), config)
-    paths = list(unique)
+    outcome = GridPaths(unique)
+    _remove_stale_leftovers(out, stale_after)
     pending = [(p, c) for p, c in unique.items() if not p.exists()]
+    outcome.found = [p for p in unique if p.exists()]
     if not pending:
-        return paths
+        return outcome
 
     bar = None
     if progress:
@@ -1049,46 +1677,130 @@ def run_grid(
 
         bar = tqdm(total=len(pending), desc="runs", initial=0)
     failures: list[tuple[str, BaseException]] = []
+    claims = _Claims(stale_after)
+    busy: list[tuple[Path, ExperimentConfig]] = []
 
-    def done(path: Path, payload: dict[str, Any]) -> None:
-        if command is not None:
-            payload.setdefault("provenance", {})["command"] = command
-        _atomic_write_json(path, payload)
+    def tick() -> None:
         if bar is not None:
             bar.update(1)
+
+    def claim(path: Path) -> _Claim | None:
+        """Claim a run; ``None`` (and the run accounted for) when it is done or busy."""
+        status, held = claims.acquire(path)
+        if status == "done":
+            outcome.found.append(path)
+            tick()
+        elif status == "busy":
+            busy.append((path, unique[path]))
+        return held
+
+    def jobs():
+        """The pending runs, then once more those that were busy (their owner may be gone)."""
+        yield from pending
+        retry = list(busy)
+        busy.clear()
+        yield from retry
+
+    def finish(path: Path, payload: dict[str, Any]) -> None:
+        if command is not None:
+            payload.setdefault("provenance", {})["command"] = command
+        try:
+            _atomic_write_json(path, payload, overwrite=False)
+        except FileExistsError:
+            outcome.found.append(path)  # another process wrote it first: its record stays
+        else:
+            outcome.computed.append(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_partial_path(path))
+        tick()
 
     try:
         inline = executor is None and (max_workers == 1 or len(pending) == 1)
         if inline:
-            for path, config in pending:
+            for path, config in jobs():
+                held = claim(path)
+                if held is None:
+                    continue
                 try:
-                    done(path, _execute(config.to_dict()))
+                    finish(
+                        path,
+                        _execute(config.to_dict(), os.fspath(_partial_path(path)), held.check),
+                    )
+                except _ClaimLost:
+                    busy.append((path, config))
                 except Exception as err:  # keep going: the other runs are worth having
                     failures.append((path.stem, err))
+                finally:
+                    claims.release(held)
         else:
             own = executor is None
             pool = default_executor(max_workers) if own else executor
+            slots = _executor_slots(pool, max_workers)
+            futures: dict[cf.Future, tuple[Path, _Claim]] = {}
+            queue = jobs()
+            interrupted = True
             try:
-                futures = {
-                    pool.submit(_execute, config.replace(quiet=True).to_dict()): path
-                    for path, config in pending
-                }
-                for future in cf.as_completed(futures):
-                    path = futures[future]
-                    try:
-                        done(path, future.result())
-                    except Exception as err:
-                        failures.append((path.stem, err))
+
+                def submit_more() -> None:
+                    while len(futures) < slots:
+                        job = next(queue, None)
+                        if job is None:
+                            return
+                        path, config = job
+                        held = claim(path)
+                        if held is None:
+                            continue
+                        try:
+                            future = pool.submit(
+                                _execute,
+                                config.replace(quiet=True).to_dict(),
+                                os.fspath(_partial_path(path)),
+                            )
+                        except BaseException:
+                            claims.release(held)
+                            raise
+                        futures[future] = (path, held)
+
+                submit_more()
+                while futures:
+                    finished, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                    for future in finished:
+                        path, held = futures.pop(future)
+                        try:
+                            finish(path, future.result())
+                        except Exception as err:
+                            failures.append((path.stem, err))
+                        finally:
+                            claims.release(held)
+                    submit_more()
+                interrupted = False
             finally:
+                for future in futures:
+                    future.cancel()
                 if own:
+                    if interrupted:
+                        _stop_workers(pool)
                     pool.shutdown(wait=True, cancel_futures=True)
     finally:
+        claims.close()  # releases the claims of runs not finished (interrupts included)
         if bar is not None:
             bar.close()
+    outcome.left_to_others = [p for p, _ in busy if not p.exists()]
+    outcome.found += [p for p, _ in busy if p.exists()]
+    if outcome.left_to_others:
+        names = ", ".join(p.stem for p in outcome.left_to_others[:5])
+        more = len(outcome.left_to_others) - 5
+        print(
+            f"{len(outcome.left_to_others)} of {len(pending)} runs left to other processes "
+            f"that hold live claims on them ({names}{f', and {more} more' if more > 0 else ''}); "
+            f"their records appear in {out} when they finish",
+            file=sys.stderr,
+            flush=True,
+        )
     if failures:
         lines = "\n".join(f"  {name}: {type(err).__name__}: {err}" for name, err in failures)
         raise RuntimeError(f"{len(failures)} of {len(pending)} runs failed:\n{lines}")
-    return paths
+    return outcome
 
 
 # --------------------------------------------------------------------------- results
