@@ -816,7 +816,7 @@ def _run(
     if saved is not None:
         try:
             labelled, labels, pool, steps = _replay(
-                saved, config, split.initial, split.pool, oracle_answers, data.y_train
+                saved, config, split.initial, split.pool, answers, data.y_train
             )
         except ValueError as err:
             warnings.warn(
@@ -964,7 +964,7 @@ def _replay(
     config: ExperimentConfig,
     initial: torch.Tensor,
     pool: torch.Tensor,
-    oracle_answers: torch.Tensor,
+    answers: torch.Tensor,
     y_train: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[StepRecord]]:
     """``(labelled, labels, pool, steps)`` after a checkpoint's finished steps.
@@ -995,12 +995,12 @@ def _replay(
         if int(in_pool.sum()) != budget or torch.unique(chosen).numel() != budget:
             raise ValueError(f"its step {i} selected images outside the pool")
         if (
-            record.noisy_labels != oracle_answers[chosen].tolist()
+            record.noisy_labels != answers[chosen].tolist()
             or record.true_labels != y_train[chosen].tolist()
         ):
             raise ValueError(f"its step {i} labels are not this run's oracle answers")
         labelled = torch.cat([labelled, chosen])
-        labels = torch.cat([labels, oracle_answers[chosen]])
+        labels = torch.cat([labels, answers[chosen]])
         pool = pool[~in_pool]
     return labelled, labels, pool, steps
 
