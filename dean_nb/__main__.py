@@ -77,7 +77,7 @@ def parse_epsilons(text: str) -> list[float]:
             raise argparse.ArgumentTypeError(
                 f"bad epsilon {part!r}: epsilon (the oracle's flip probability) must lie in [0, 1)"
             )
-        values.append(eps)
+        values.append(eps + 0.0)  # -0 is 0: the same runs, the same files
     return list(dict.fromkeys(values))
 
 
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    from .experiment import PRESETS, ExperimentConfig, make_grid
+    from .experiment import DENOISE_SUFFIX, PRESETS, ExperimentConfig, make_grid
 
     preset = args.preset
     if preset is None:
@@ -265,6 +265,10 @@ def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
         if preset is None:
             parser.error(f"no preset exists for --dataset {args.dataset}")
     overrides = dict(args.override)
+    # the preset's base config is built (and checked) with the grid's first strategy, so that
+    # strategy_options are judged by a strategy of the grid, not by the default one
+    first = args.strategies[0]
+    overrides.setdefault("strategy", first.removesuffix(DENOISE_SUFFIX))
     for field, value in (("root", args.root), ("device", args.device)):
         if value is not None:
             overrides[field] = value

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -114,7 +115,9 @@ class ExperimentConfig:
         strategy_options: extra keyword options of the strategy (see its class in
             :mod:`dean_nb.strategies`), e.g. ``{"linkage": "average"}`` for ``dean`` or
             ``{"n_joint_samples": 200}`` for ``batchbald``. For ``dean`` they override the
-            ``beta_kind``/``beta_scale``/``n_clusters`` fields. JSON values only.
+            ``beta_kind``/``beta_scale``/``n_clusters`` fields. JSON values only. The
+            strategy is built with them when the config is, so an unknown option or an
+            invalid value is refused then, not at the first acquisition.
         epsilon: oracle noise, the flip probability of the K-ary symmetric channel (eq. 1), in [0, 1).
         denoise: train through a learned noisy-channel layer (section 4, Algorithm 2).
         initial_per_class: ``k``: the initial labelled set holds ``k`` images of every class.
@@ -171,56 +174,97 @@ class ExperimentConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        """Check every field (ranges, types, the strategy and its options) before any work.
+
+        Errors name the field and what it accepts. Values are kept in canonical types so that
+        equal configurations have equal run keys: floats as ``float`` (``-0.0`` as ``0.0``),
+        NumPy integers and booleans as Python ones, a ``root`` path as ``str``.
+        """
         from .data import DATASETS
 
-        if self.dataset not in DATASETS:
+        if not isinstance(self.dataset, str) or self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
         _check_strategy_name(self.strategy)
+        for name in ("download", "denoise", "quiet"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
+        if self.root is not None:
+            root = os.fspath(self.root) if isinstance(self.root, os.PathLike) else self.root
+            if not isinstance(root, str):
+                raise TypeError(f"root must be a folder path (a str) or None, got {self.root!r}")
+            object.__setattr__(self, "root", root)
         if not isinstance(self.strategy_options, dict):
             raise TypeError(
                 f"strategy_options must be a dict, got {type(self.strategy_options).__name__}"
             )
+        bad_keys = [k for k in self.strategy_options if not isinstance(k, str)]
+        if bad_keys:
+            raise TypeError(f"strategy_options keys must be option names (str), got {bad_keys}")
         try:
             json.dumps(self.strategy_options, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise ValueError(f"strategy_options must hold JSON values only: {err}") from None
         check_float_range("epsilon", self.epsilon, 0.0, 1.0, high_inclusive=False)
-        check_int_range("initial_per_class", self.initial_per_class, 1)
-        check_int_range("validation_size", self.validation_size, 1)
-        check_int_range("acquisition_size", self.acquisition_size, 1)
-        check_int_range("n_steps", self.n_steps, 0)
-        check_int_range("epochs", self.epochs, 1)
-        check_int_range("n_mc_samples", self.n_mc_samples, 2)
-        if self.n_clusters is not None:
-            check_int_range("n_clusters", self.n_clusters, 1)
+        self._check_int("initial_per_class", 1)
+        self._check_int("validation_size", 1)
+        self._check_int("acquisition_size", 1)
+        self._check_int("n_steps", 0)
+        self._check_int("epochs", 1)
+        self._check_int("n_mc_samples", 2)
+        self._check_int("n_clusters", 1, optional=True)
         if self.beta_kind not in BETA_KINDS:
             raise ValueError(
                 f"beta_kind must be one of {', '.join(BETA_KINDS)}; got {self.beta_kind!r}"
             )
-        check_float_range("beta_scale", self.beta_scale, 0.0, math.inf, low_inclusive=False)
-        if self.pool_subset is not None:
-            check_int_range("pool_subset", self.pool_subset, self.acquisition_size)
-        if self.batch_size is not None:
-            check_int_range("batch_size", self.batch_size, 1)
-        if self.eval_batch_size is not None:
-            check_int_range("eval_batch_size", self.eval_batch_size, 1)
-        check_float_range("lr", self.lr, 0.0, math.inf, low_inclusive=False)
-        check_float_range("weight_decay", self.weight_decay, 0.0, math.inf)
-        check_int_range("seed", self.seed, 0, 2**63 - 1)
-        if self.num_threads is not None:
-            check_int_range("num_threads", self.num_threads, 1)
+        inf = math.inf
+        check_float_range(
+            "beta_scale", self.beta_scale, 0.0, inf, low_inclusive=False, high_inclusive=False
+        )
+        self._check_int("pool_subset", self.acquisition_size, optional=True)
+        self._check_int("batch_size", 1, optional=True)
+        self._check_int("eval_batch_size", 1, optional=True)
+        check_float_range("lr", self.lr, 0.0, inf, low_inclusive=False, high_inclusive=False)
+        check_float_range("weight_decay", self.weight_decay, 0.0, inf, high_inclusive=False)
+        self._check_int("seed", 0, 2**63 - 1)
+        self._check_int("num_threads", 1, optional=True)
         if self.device is not None:
             try:
-                torch.device(self.device)
+                device = torch.device(self.device)
             except (RuntimeError, TypeError) as err:
                 raise ValueError(
                     f"device must be a torch device string, got {self.device!r}"
                 ) from err
-        # JSON round-trips floats and ints; keep the dataclass in canonical types
-        object.__setattr__(self, "epsilon", float(self.epsilon))
-        object.__setattr__(self, "beta_scale", float(self.beta_scale))
-        object.__setattr__(self, "lr", float(self.lr))
-        object.__setattr__(self, "weight_decay", float(self.weight_decay))
+            if not isinstance(self.device, str):  # torch.device(...) or an index: its name
+                object.__setattr__(self, "device", str(device))
+        # JSON round-trips floats and ints; keep the dataclass in canonical types (adding 0.0
+        # turns -0.0 into 0.0, so ``--epsilons -0`` finds the runs of ``0``)
+        for name in ("epsilon", "beta_scale", "lr", "weight_decay"):
+            object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
+        self._check_strategy_options()
+
+    def _check_int(
+        self, name: str, low: int, high: int | None = None, *, optional: bool = False
+    ) -> None:
+        """Range-check an integer field; NumPy integers become ``int`` (their key is unchanged:
+        they could not be written to JSON before). ``optional``: ``None`` is allowed."""
+        value = getattr(self, name)
+        if optional and value is None:
+            return
+        checked = check_int_range(name, value, low, high)
+        if not isinstance(value, (int, float)):
+            object.__setattr__(self, name, checked)
+
+    def _check_strategy_options(self) -> None:
+        """Build the strategy as a run will (:func:`dean_nb.strategies.get`), so that unknown
+        option names and invalid option values are refused here, before any training."""
+        from . import strategies
+
+        try:
+            strategies.get(self.strategy, **_strategy_options(self, self.effective_n_clusters))
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"strategy_options of {self.strategy!r}: {err}") from None
 
     # -- derived ------------------------------------------------------------------------
 

@@ -9,10 +9,14 @@ import sys
 
 import pytest
 
-from dean_nb import strategies
+from dean_nb import experiment, strategies
 from dean_nb.__main__ import build_parser, main, parse_epsilons, parse_seeds
 
 TINY = ["--override", "epochs=2", "n_steps=1", "acquisition_size=10", "n_mc_samples=3"]
+
+
+def _no_compute(config, **kwargs):
+    raise AssertionError("a run started although the command should have been refused")
 
 
 def test_run_then_report_end_to_end(tmp_path, capsys):
@@ -128,9 +132,37 @@ def test_help_explains_every_flag(capsys):
         (["--preset", "paper"], "no 'paper' preset for dataset 'digits'"),
         (["--override", "acquisition_size=0"], "acquisition_size must lie in [1"),
         (["--workers", "0"], "--workers must be >= 1"),
+        # finite ranges, no booleans for numbers, strategy options checked: before any compute
+        (["--override", "beta_scale=inf"], "beta_scale must lie in (0.0, inf), got inf"),
+        (["--override", "lr=inf"], "lr must lie in (0.0, inf), got inf"),
+        (["--override", "weight_decay=inf"], "weight_decay must lie in [0.0, inf), got inf"),
+        (["--override", "lr=nan"], "lr must lie in (0.0, inf), got nan"),
+        (
+            ["--override", 'strategy_options={"linkage": "ward"}'],
+            "linkage must be one of single, average, complete; got 'ward'",
+        ),
+        (
+            ["--override", 'strategy_options={"foo": 1}'],
+            "strategy 'dean' got unknown option(s) foo; its options are: beta_kind, beta_scale, "
+            "n_clusters, linkage",
+        ),
+        (
+            ["--strategies", "random", "--override", 'strategy_options={"foo": 1}'],
+            "strategy 'random' got unknown option(s) foo; its options are: (none)",
+        ),
+        (
+            [
+                "--strategies",
+                "batchbald",
+                "--override",
+                'strategy_options={"n_joint_samples": true}',
+            ],
+            "n_joint_samples must be an integer, got the boolean True",
+        ),
     ],
 )
-def test_bad_input_gives_a_clear_error(args, message, tmp_path, capsys):
+def test_bad_input_gives_a_clear_error(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(experiment, "run_active_learning", _no_compute)
     code = main(["run", "--out", str(tmp_path), *args])
     assert code == 2
     err = capsys.readouterr().err
