@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -285,18 +287,73 @@ def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
         parser.error(str(err))
 
 
+def _fail(parser: argparse.ArgumentParser, message: str) -> int:
+    """Print a one-line error (no usage: the arguments parsed) and return 2."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _writable_folder_problem(path: Path, flag: str) -> str | None:
+    """``None`` when ``path`` is, or can be made, a folder this process can write files in;
+    otherwise a message naming ``flag`` and the problem. Creates the folder when missing."""
+    if path.exists() and not path.is_dir():
+        return f"{flag} {path} is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # the only sure test (os.access is wrong for root, ACLs, read-only mounts): write.
+        # A dot-file: load_results ignores it should it ever be left behind.
+        fd, probe = tempfile.mkstemp(prefix=".dean_nb_write_test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"{flag} {path} is not a writable folder ({err.strerror or err})"
+    return None
+
+
+def _start_process_pool(workers: int):
+    """:func:`dean_nb.experiment.default_executor` with its worker processes started now,
+    with SIGINT ignored: a Ctrl-C in the terminal (sent to the whole process group) then
+    reaches only this process, which stops the workers itself, instead of every worker
+    printing its own ``KeyboardInterrupt`` traceback. (Python keeps an ignored SIGINT
+    ignored in the children it starts; a process pool starts its workers on ``submit``.)"""
+    from .experiment import default_executor
+
+    pool = default_executor(workers)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):
+            pool.submit(os.getpid)  # each submit starts a worker while none is idle
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return pool
+
+
+def _stop_process_pool(pool) -> None:
+    """Stop the workers of :func:`_start_process_pool` now (their runs are lost; finished runs
+    are on disk) and release the pool."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .experiment import result_path, run_grid
 
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     configs = _configs(args, parser)
+    problem = _writable_folder_problem(args.out, "--out")
+    if problem is not None:
+        return _fail(parser, problem)
     done = sum(result_path(c, args.out).exists() for c in configs)
     print(
         f"{len(configs)} runs ({done} already in {args.out}, {len(configs) - done} to go)",
         flush=True,
     )
     executor = None
+    pool = None
     cleanup = []
     if args.dask_scheduler is not None:
         try:
@@ -313,6 +370,8 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             client = Client(args.dask_scheduler)
             cleanup.append(client.close)
         executor = client.get_executor()
+    elif args.workers > 1 and len(configs) - done > 1:
+        pool = executor = _start_process_pool(args.workers)
     try:
         paths = run_grid(
             configs,
@@ -322,10 +381,26 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             max_workers=args.workers,
             command=args.command_line,
         )
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        if pool is not None:
+            _stop_process_pool(pool)
+            pool = None
+        finished = sum(result_path(c, args.out).exists() for c in configs)
+        print(
+            f"interrupted: {finished - done} more runs finished, {finished} of {len(configs)} "
+            f"are in {args.out}; run the same command again to resume the other "
+            f"{len(configs) - finished}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
         for close in cleanup:
             close()
     print(f"{len(paths)} results in {args.out}")
@@ -346,13 +421,16 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         if value is not None and value < 1:
             parser.error(f"--{flag} must be a number of acquired labels >= 1, got {value}")
     if not args.results.is_dir():
-        parser.error(f"results folder {args.results} does not exist")
+        what = "is a file, not a folder" if args.results.exists() else "does not exist"
+        return _fail(parser, f"results folder {args.results} {what}")
     df = load_results(args.results)
     if df.empty:
         print(f"error: no run files (*.json) in {args.results}", file=sys.stderr)
         return 1
     out = args.out if args.out is not None else args.results
-    out.mkdir(parents=True, exist_ok=True)
+    problem = _writable_folder_problem(out, "--out" if args.out is not None else "RESULTS")
+    if problem is not None:
+        return _fail(parser, problem)
 
     summary = summary_table(df)
     summary.to_csv(out / "summary.csv", index=False)
@@ -416,7 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m dean_nb`` and the ``dean-nb`` script; returns the exit code.
 
     Bad arguments print a usage line and a message naming the flag and what it accepts, and
-    return 2 (argparse's convention).
+    return 2 (argparse's convention); a bad ``--out`` or results folder, found after parsing,
+    prints one line and returns 2. Ctrl-C prints one line and returns 130 (``run`` says how
+    many runs finished; the same command resumes the grid).
     """
     parser = build_parser()
     try:
@@ -430,6 +510,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse errors and --help
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:  # Ctrl-C outside a grid (``run`` reports its own progress)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
