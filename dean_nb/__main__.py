@@ -23,6 +23,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -411,7 +412,14 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     import pandas as pd
 
     from .compare import format_claims
-    from .experiment import format_summary, load_results, summary_table, uncertainty_table
+    from .experiment import (
+        SkippedRecordWarning,
+        format_summary,
+        load_results,
+        method_label,
+        summary_table,
+        uncertainty_table,
+    )
     from .plots import learning_curves, uncertainty_curves
 
     if not 0.0 <= args.margin < 1.0:
@@ -423,7 +431,11 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if not args.results.is_dir():
         what = "is a file, not a folder" if args.results.exists() else "does not exist"
         return _fail(parser, f"results folder {args.results} {what}")
-    df = load_results(args.results)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedRecordWarning)
+        df = load_results(args.results)
+    for warning in caught:  # one line each, not warnings' file:line + source line
+        print(f"warning: {warning.message}", file=sys.stderr)
     if df.empty:
         print(f"error: no run files (*.json) in {args.results}", file=sys.stderr)
         return 1
@@ -431,6 +443,13 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     problem = _writable_folder_problem(out, "--out" if args.out is not None else "RESULTS")
     if problem is not None:
         return _fail(parser, problem)
+    plain = {method_label(s, d) for s, d in zip(df["strategy"], df["denoise"], strict=True)}
+    labelled = sorted(set(df["method"]) - plain)
+    if labelled:
+        print(
+            "note: runs of several configurations of one method and noise level are reported "
+            "apart, labelled with the fields in which they differ: " + "; ".join(labelled)
+        )
 
     summary = summary_table(df)
     summary.to_csv(out / "summary.csv", index=False)

@@ -53,6 +53,7 @@ import tempfile
 import time
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,9 @@ __all__ = [
     "PRESETS",
     "ExperimentConfig",
     "RunResult",
+    "SkippedRecordWarning",
     "StepRecord",
+    "config_id",
     "format_summary",
     "load_results",
     "load_run",
@@ -562,9 +565,32 @@ class RunResult:
 
 
 def load_run(path: str | os.PathLike[str]) -> RunResult:
-    """Read one run's JSON file."""
-    with open(path, encoding="utf-8") as fh:
-        return RunResult.from_dict(json.load(fh))
+    """Read one run's JSON file.
+
+    Raises:
+        ValueError: the file is not valid JSON, or not a run record (a JSON object with
+            ``config`` and ``steps``), or its configuration or steps are invalid; the message
+            names the file and says why.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path} is not a run record: a JSON {type(data).__name__}, not an object with "
+            "'config' and 'steps'"
+        )
+    missing = [key for key in ("config", "steps") if key not in data]
+    if missing:
+        raise ValueError(f"{path} is not a run record: no {' or '.join(map(repr, missing))} key")
+    try:
+        return RunResult.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise ValueError(
+            f"{path} is not a valid run record ({type(err).__name__}: {err})"
+        ) from None
 
 
 def _float_to_json(x: float | None) -> float | str | None:
@@ -1140,47 +1166,130 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "beta",
     "wall_time",
     "run",
+    "config_id",
 )
+
+# Fields in which the runs averaged in one row of a table may differ: the seed (the repeats)
+# and where and how verbosely a run happened.
+_REPEAT_FIELDS = ("seed", *_LOCATION_FIELDS)
+
+
+class SkippedRecordWarning(UserWarning):
+    """:func:`load_results` skipped a JSON file that is not a readable run record."""
+
+
+def config_id(config: ExperimentConfig) -> str:
+    """A short hash of everything a run computes except its seed (10 hex digits).
+
+    Runs with the same ``config_id`` are repeats of one configuration and may be averaged;
+    it ignores the seed and the fields :func:`run_key` ignores (``root``, ``device``,
+    ``num_threads``, ``quiet``, ``download``).
+    """
+    payload = {k: v for k, v in config.to_dict().items() if k not in _REPEAT_FIELDS}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _show(value: Any) -> str:
+    """A config value as a label shows it: ``5``, ``0.0005``, ``none``, ``{"linkage":"average"}``."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _method_labels(configs: dict[str, ExperimentConfig]) -> dict[str, str]:
+    """``config_id -> method label``: the method name, or, where one (dataset, method, epsilon)
+    has several configurations, the name with the fields that differ, ``dean [epochs=5]``."""
+    groups: dict[tuple[str, str, float], list[str]] = {}
+    for cid, cfg in configs.items():
+        groups.setdefault((cfg.dataset, cfg.method, cfg.epsilon), []).append(cid)
+    labels: dict[str, str] = {}
+    for (_, method, _), ids in groups.items():
+        if len(ids) == 1:
+            labels[ids[0]] = method
+            continue
+        values = {cid: configs[cid].to_dict() for cid in ids}
+        differing = [
+            f.name
+            for f in dataclasses.fields(ExperimentConfig)
+            if f.name not in _REPEAT_FIELDS
+            and len({json.dumps(v[f.name], sort_keys=True) for v in values.values()}) > 1
+        ]
+        for cid in ids:
+            shown = ", ".join(f"{name}={_show(values[cid][name])}" for name in differing)
+            labels[cid] = f"{method} [{shown}]"
+    return labels
+
+
+def _record_rows(result: RunResult, path: Path, cid: str) -> list[dict[str, Any]]:
+    """The rows of one run in :func:`load_results`; ``ValueError`` if a step is malformed."""
+    cfg = result.config
+    n0 = result.steps[0].n_labels if result.steps else 0
+    try:
+        return [
+            {
+                "dataset": cfg.dataset,
+                "strategy": cfg.strategy,
+                "denoise": cfg.denoise,
+                "method": cfg.method,
+                "epsilon": cfg.epsilon,
+                "seed": cfg.seed,
+                "step": int(s.step),
+                "n_labels": int(s.n_labels),
+                "n_acquired": int(s.n_labels) - int(n0),
+                "test_accuracy": float(s.test_accuracy),
+                "sigma": float(s.sigma),
+                "beta": math.nan if s.beta is None else float(s.beta),
+                "wall_time": float(s.wall_time),
+                "run": path.stem,
+                "config_id": cid,
+            }
+            for s in result.steps
+        ]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} has a malformed step ({err})") from None
 
 
 def load_results(out_dir: str | os.PathLike[str]):
     """Every run JSON in ``out_dir`` as a tidy ``pandas.DataFrame``: one row per run x step.
 
-    Columns: :data:`RESULT_COLUMNS` (``method`` is ``strategy`` or ``strategy+denoise``;
+    Columns: :data:`RESULT_COLUMNS`. ``method`` is ``strategy`` or ``strategy+denoise``;
     ``n_acquired`` counts labels beyond the initial set; ``beta`` is NaN where undefined;
-    ``run`` is the file stem). Temporary files of an interrupted write are ignored.
+    ``run`` is the file stem; ``config_id`` (:func:`config_id`) is equal for runs that differ
+    only in their seed (and where they ran).
+
+    Runs of different configurations are never mixed: where one (dataset, method, epsilon)
+    has runs of several configurations (say ``dean`` with 50 and with 5 epochs), their
+    ``method`` is labelled with the fields that differ (``dean [epochs=5]``,
+    ``dean [epochs=50]``), so every table and figure shows them apart.
+
+    Temporary files of an interrupted write are ignored; a file that is not a readable run
+    record (truncated, not JSON, JSON without ``config``) is skipped with a
+    :class:`SkippedRecordWarning` naming it.
     """
     import pandas as pd
 
     folder = Path(out_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"results folder {folder} does not exist")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"results folder {folder} {what}")
     rows: list[dict[str, Any]] = []
+    configs: dict[str, ExperimentConfig] = {}
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):
             continue
-        result = load_run(path)
-        cfg = result.config
-        n0 = result.steps[0].n_labels if result.steps else 0
-        for s in result.steps:
-            rows.append(
-                {
-                    "dataset": cfg.dataset,
-                    "strategy": cfg.strategy,
-                    "denoise": cfg.denoise,
-                    "method": cfg.method,
-                    "epsilon": cfg.epsilon,
-                    "seed": cfg.seed,
-                    "step": s.step,
-                    "n_labels": s.n_labels,
-                    "n_acquired": s.n_labels - n0,
-                    "test_accuracy": s.test_accuracy,
-                    "sigma": s.sigma,
-                    "beta": math.nan if s.beta is None else s.beta,
-                    "wall_time": s.wall_time,
-                    "run": path.stem,
-                }
-            )
+        try:
+            result = load_run(path)
+            cid = config_id(result.config)
+            rows += _record_rows(result, path, cid)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{err}; skipped it", SkippedRecordWarning, stacklevel=2)
+            continue
+        configs.setdefault(cid, result.config)
+    labels = _method_labels(configs)
+    for row in rows:
+        row["method"] = labels[row["config_id"]]
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     return df.astype(
         {
@@ -1204,11 +1313,26 @@ def summary_table(df, value: str = "test_accuracy"):
     The paper's Table 2 layout in long form. ``std`` is the sample standard deviation
     (``ddof=1``; NaN for a single seed). Returns a DataFrame with columns ``dataset, strategy,
     denoise, method, epsilon, n_labels, mean, std, n``.
+
+    Raises:
+        ValueError: ``df`` has a ``config_id`` column and one (dataset, method, epsilon) row
+            would average runs of several configurations (e.g. frames of two folders
+            concatenated); :func:`load_results` labels such runs apart within one folder.
     """
     keys = ["dataset", "strategy", "denoise", "method", "epsilon", "n_labels"]
     missing = [c for c in [*keys, value] if c not in df.columns]
     if missing:
         raise ValueError(f"df lacks column(s) {missing}; pass the frame of load_results")
+    if "config_id" in df.columns:
+        per_row = df.groupby(["dataset", "method", "epsilon"], sort=True)["config_id"].nunique()
+        mixed = per_row[per_row > 1]
+        if not mixed.empty:
+            where = "; ".join(f"{d} {m} at epsilon {e:g}" for d, m, e in mixed.index)
+            raise ValueError(
+                f"df mixes runs of several configurations under one method name ({where}); "
+                "average only repeats of one configuration: load one folder with "
+                "load_results (it labels the configurations apart) or filter on config_id"
+            )
     grouped = df.groupby(keys, sort=True)[value]
     out = grouped.agg(mean="mean", std="std", n="count").reset_index()
     return out

@@ -287,6 +287,37 @@ def _fake_record(folder: Path, accuracy: float, **overrides) -> Path:
     return result.to_json(experiment.result_path(config, folder))
 
 
+def test_report_skips_stray_json_files_with_one_line_each(tmp_path):
+    _fake_record(tmp_path, 0.5, strategy="random")
+    (tmp_path / "truncated.json").write_text('{"config": {"dataset": "dig')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "notes.json").write_text('{"author": "me"}')
+    proc = cli("report", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    warnings_ = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings_) == 3, proc.stderr
+    for line, name in zip(warnings_, ("list.json", "notes.json", "truncated.json"), strict=True):
+        assert line.startswith(f"warning: {tmp_path / name} is not") and line.endswith(
+            "; skipped it"
+        )
+    assert "random" in proc.stdout and "50.00" in proc.stdout
+
+
+def test_report_never_averages_two_configurations(tmp_path, capsys):
+    # the issue's case: a dean seed-0 run, and one with --override epochs=5, in one folder
+    _fake_record(tmp_path, 0.9, strategy="dean", seed=0)
+    _fake_record(tmp_path, 0.2, strategy="dean", seed=0, epochs=5)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    text = capsys.readouterr().out
+    assert "mean ± std over up to 1 seeds" in text and " ± " not in text.split("seeds", 1)[1]
+    assert "dean [epochs=5]" in text and "dean [epochs=50]" in text
+    assert "note: runs of several configurations" in text
+    rows = (tmp_path / "report" / "summary.csv").read_text().splitlines()
+    assert sum("dean [epochs=5]" in r for r in rows) == 2  # its two label counts
+    assert all(r.endswith(",1") for r in rows[1:])  # every row holds one run
+
+
 def test_minus_zero_epsilon_finds_the_runs_of_zero(tmp_path, capsys):
     argv = ["run", "--strategies", "random", "--out", str(tmp_path), "--quiet", *TINY]
     assert main([*argv, "--epsilons", "0"]) == 0
