@@ -20,7 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,7 +80,7 @@ def parse_epsilons(text: str) -> list[float]:
             raise argparse.ArgumentTypeError(
                 f"bad epsilon {part!r}: epsilon (the oracle's flip probability) must lie in [0, 1)"
             )
-        values.append(eps)
+        values.append(eps + 0.0)  # -0 is 0: the same runs, the same files
     return list(dict.fromkeys(values))
 
 
@@ -257,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    from .experiment import PRESETS, ExperimentConfig, make_grid
+    from .experiment import DENOISE_SUFFIX, PRESETS, ExperimentConfig, make_grid
 
     preset = args.preset
     if preset is None:
@@ -265,6 +268,10 @@ def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
         if preset is None:
             parser.error(f"no preset exists for --dataset {args.dataset}")
     overrides = dict(args.override)
+    # the preset's base config is built (and checked) with the grid's first strategy, so that
+    # strategy_options are judged by a strategy of the grid, not by the default one
+    first = args.strategies[0]
+    overrides.setdefault("strategy", first.removesuffix(DENOISE_SUFFIX))
     for field, value in (("root", args.root), ("device", args.device)):
         if value is not None:
             overrides[field] = value
@@ -281,18 +288,73 @@ def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
         parser.error(str(err))
 
 
+def _fail(parser: argparse.ArgumentParser, message: str) -> int:
+    """Print a one-line error (no usage: the arguments parsed) and return 2."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _writable_folder_problem(path: Path, flag: str) -> str | None:
+    """``None`` when ``path`` is, or can be made, a folder this process can write files in;
+    otherwise a message naming ``flag`` and the problem. Creates the folder when missing."""
+    if path.exists() and not path.is_dir():
+        return f"{flag} {path} is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # the only sure test (os.access is wrong for root, ACLs, read-only mounts): write.
+        # A dot-file: load_results ignores it should it ever be left behind.
+        fd, probe = tempfile.mkstemp(prefix=".dean_nb_write_test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"{flag} {path} is not a writable folder ({err.strerror or err})"
+    return None
+
+
+def _start_process_pool(workers: int):
+    """:func:`dean_nb.experiment.default_executor` with its worker processes started now,
+    with SIGINT ignored: a Ctrl-C in the terminal (sent to the whole process group) then
+    reaches only this process, which stops the workers itself, instead of every worker
+    printing its own ``KeyboardInterrupt`` traceback. (Python keeps an ignored SIGINT
+    ignored in the children it starts; a process pool starts its workers on ``submit``.)"""
+    from .experiment import default_executor
+
+    pool = default_executor(workers)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):
+            pool.submit(os.getpid)  # each submit starts a worker while none is idle
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return pool
+
+
+def _stop_process_pool(pool) -> None:
+    """Stop the workers of :func:`_start_process_pool` now (their runs are lost; finished runs
+    are on disk) and release the pool."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .experiment import result_path, run_grid
 
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     configs = _configs(args, parser)
+    problem = _writable_folder_problem(args.out, "--out")
+    if problem is not None:
+        return _fail(parser, problem)
     done = sum(result_path(c, args.out).exists() for c in configs)
     print(
         f"{len(configs)} runs ({done} already in {args.out}, {len(configs) - done} to go)",
         flush=True,
     )
     executor = None
+    pool = None
     cleanup = []
     if args.dask_scheduler is not None:
         try:
@@ -309,6 +371,8 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             client = Client(args.dask_scheduler)
             cleanup.append(client.close)
         executor = client.get_executor()
+    elif args.workers > 1 and len(configs) - done > 1:
+        pool = executor = _start_process_pool(args.workers)
     try:
         paths = run_grid(
             configs,
@@ -318,10 +382,26 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             max_workers=args.workers,
             command=args.command_line,
         )
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        if pool is not None:
+            _stop_process_pool(pool)
+            pool = None
+        finished = sum(result_path(c, args.out).exists() for c in configs)
+        print(
+            f"interrupted: {finished - done} more runs finished, {finished} of {len(configs)} "
+            f"are in {args.out}; run the same command again to resume the other "
+            f"{len(configs) - finished}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
         for close in cleanup:
             close()
     print(f"{len(paths)} results in {args.out}")
@@ -332,7 +412,14 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     import pandas as pd
 
     from .compare import format_claims
-    from .experiment import format_summary, load_results, summary_table, uncertainty_table
+    from .experiment import (
+        SkippedRecordWarning,
+        format_summary,
+        load_results,
+        method_label,
+        summary_table,
+        uncertainty_table,
+    )
     from .plots import learning_curves, uncertainty_curves
 
     if not 0.0 <= args.margin < 1.0:
@@ -342,13 +429,27 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         if value is not None and value < 1:
             parser.error(f"--{flag} must be a number of acquired labels >= 1, got {value}")
     if not args.results.is_dir():
-        parser.error(f"results folder {args.results} does not exist")
-    df = load_results(args.results)
+        what = "is a file, not a folder" if args.results.exists() else "does not exist"
+        return _fail(parser, f"results folder {args.results} {what}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedRecordWarning)
+        df = load_results(args.results)
+    for warning in caught:  # one line each, not warnings' file:line + source line
+        print(f"warning: {warning.message}", file=sys.stderr)
     if df.empty:
         print(f"error: no run files (*.json) in {args.results}", file=sys.stderr)
         return 1
     out = args.out if args.out is not None else args.results
-    out.mkdir(parents=True, exist_ok=True)
+    problem = _writable_folder_problem(out, "--out" if args.out is not None else "RESULTS")
+    if problem is not None:
+        return _fail(parser, problem)
+    plain = {method_label(s, d) for s, d in zip(df["strategy"], df["denoise"], strict=True)}
+    labelled = sorted(set(df["method"]) - plain)
+    if labelled:
+        print(
+            "note: runs of several configurations of one method and noise level are reported "
+            "apart, labelled with the fields in which they differ: " + "; ".join(labelled)
+        )
 
     summary = summary_table(df)
     summary.to_csv(out / "summary.csv", index=False)
@@ -412,7 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m dean_nb`` and the ``dean-nb`` script; returns the exit code.
 
     Bad arguments print a usage line and a message naming the flag and what it accepts, and
-    return 2 (argparse's convention).
+    return 2 (argparse's convention); a bad ``--out`` or results folder, found after parsing,
+    prints one line and returns 2. Ctrl-C prints one line and returns 130 (``run`` says how
+    many runs finished; the same command resumes the grid).
     """
     parser = build_parser()
     try:
@@ -426,6 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse errors and --help
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:  # Ctrl-C outside a grid (``run`` reports its own progress)
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -75,8 +76,10 @@ __all__ = [
     "ExperimentConfig",
     "GridPaths",
     "RunResult",
+    "SkippedRecordWarning",
     "StepRecord",
     "checkpoint_path",
+    "config_id",
     "format_summary",
     "load_results",
     "load_run",
@@ -122,7 +125,9 @@ class ExperimentConfig:
         strategy_options: extra keyword options of the strategy (see its class in
             :mod:`dean_nb.strategies`), e.g. ``{"linkage": "average"}`` for ``dean`` or
             ``{"n_joint_samples": 200}`` for ``batchbald``. For ``dean`` they override the
-            ``beta_kind``/``beta_scale``/``n_clusters`` fields. JSON values only.
+            ``beta_kind``/``beta_scale``/``n_clusters`` fields. JSON values only. The
+            strategy is built with them when the config is, so an unknown option or an
+            invalid value is refused then, not at the first acquisition.
         epsilon: oracle noise, the flip probability of the K-ary symmetric channel (eq. 1), in [0, 1).
         denoise: train through a learned noisy-channel layer (section 4, Algorithm 2).
         initial_per_class: ``k``: the initial labelled set holds ``k`` images of every class.
@@ -179,56 +184,97 @@ class ExperimentConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        """Check every field (ranges, types, the strategy and its options) before any work.
+
+        Errors name the field and what it accepts. Values are kept in canonical types so that
+        equal configurations have equal run keys: floats as ``float`` (``-0.0`` as ``0.0``),
+        NumPy integers and booleans as Python ones, a ``root`` path as ``str``.
+        """
         from .data import DATASETS
 
-        if self.dataset not in DATASETS:
+        if not isinstance(self.dataset, str) or self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
         _check_strategy_name(self.strategy)
+        for name in ("download", "denoise", "quiet"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
+        if self.root is not None:
+            root = os.fspath(self.root) if isinstance(self.root, os.PathLike) else self.root
+            if not isinstance(root, str):
+                raise TypeError(f"root must be a folder path (a str) or None, got {self.root!r}")
+            object.__setattr__(self, "root", root)
         if not isinstance(self.strategy_options, dict):
             raise TypeError(
                 f"strategy_options must be a dict, got {type(self.strategy_options).__name__}"
             )
+        bad_keys = [k for k in self.strategy_options if not isinstance(k, str)]
+        if bad_keys:
+            raise TypeError(f"strategy_options keys must be option names (str), got {bad_keys}")
         try:
             json.dumps(self.strategy_options, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise ValueError(f"strategy_options must hold JSON values only: {err}") from None
         check_float_range("epsilon", self.epsilon, 0.0, 1.0, high_inclusive=False)
-        check_int_range("initial_per_class", self.initial_per_class, 1)
-        check_int_range("validation_size", self.validation_size, 1)
-        check_int_range("acquisition_size", self.acquisition_size, 1)
-        check_int_range("n_steps", self.n_steps, 0)
-        check_int_range("epochs", self.epochs, 1)
-        check_int_range("n_mc_samples", self.n_mc_samples, 2)
-        if self.n_clusters is not None:
-            check_int_range("n_clusters", self.n_clusters, 1)
+        self._check_int("initial_per_class", 1)
+        self._check_int("validation_size", 1)
+        self._check_int("acquisition_size", 1)
+        self._check_int("n_steps", 0)
+        self._check_int("epochs", 1)
+        self._check_int("n_mc_samples", 2)
+        self._check_int("n_clusters", 1, optional=True)
         if self.beta_kind not in BETA_KINDS:
             raise ValueError(
                 f"beta_kind must be one of {', '.join(BETA_KINDS)}; got {self.beta_kind!r}"
             )
-        check_float_range("beta_scale", self.beta_scale, 0.0, math.inf, low_inclusive=False)
-        if self.pool_subset is not None:
-            check_int_range("pool_subset", self.pool_subset, self.acquisition_size)
-        if self.batch_size is not None:
-            check_int_range("batch_size", self.batch_size, 1)
-        if self.eval_batch_size is not None:
-            check_int_range("eval_batch_size", self.eval_batch_size, 1)
-        check_float_range("lr", self.lr, 0.0, math.inf, low_inclusive=False)
-        check_float_range("weight_decay", self.weight_decay, 0.0, math.inf)
-        check_int_range("seed", self.seed, 0, 2**63 - 1)
-        if self.num_threads is not None:
-            check_int_range("num_threads", self.num_threads, 1)
+        inf = math.inf
+        check_float_range(
+            "beta_scale", self.beta_scale, 0.0, inf, low_inclusive=False, high_inclusive=False
+        )
+        self._check_int("pool_subset", self.acquisition_size, optional=True)
+        self._check_int("batch_size", 1, optional=True)
+        self._check_int("eval_batch_size", 1, optional=True)
+        check_float_range("lr", self.lr, 0.0, inf, low_inclusive=False, high_inclusive=False)
+        check_float_range("weight_decay", self.weight_decay, 0.0, inf, high_inclusive=False)
+        self._check_int("seed", 0, 2**63 - 1)
+        self._check_int("num_threads", 1, optional=True)
         if self.device is not None:
             try:
-                torch.device(self.device)
+                device = torch.device(self.device)
             except (RuntimeError, TypeError) as err:
                 raise ValueError(
                     f"device must be a torch device string, got {self.device!r}"
                 ) from err
-        # JSON round-trips floats and ints; keep the dataclass in canonical types
-        object.__setattr__(self, "epsilon", float(self.epsilon))
-        object.__setattr__(self, "beta_scale", float(self.beta_scale))
-        object.__setattr__(self, "lr", float(self.lr))
-        object.__setattr__(self, "weight_decay", float(self.weight_decay))
+            if not isinstance(self.device, str):  # torch.device(...) or an index: its name
+                object.__setattr__(self, "device", str(device))
+        # JSON round-trips floats and ints; keep the dataclass in canonical types (adding 0.0
+        # turns -0.0 into 0.0, so ``--epsilons -0`` finds the runs of ``0``)
+        for name in ("epsilon", "beta_scale", "lr", "weight_decay"):
+            object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
+        self._check_strategy_options()
+
+    def _check_int(
+        self, name: str, low: int, high: int | None = None, *, optional: bool = False
+    ) -> None:
+        """Range-check an integer field; NumPy integers become ``int`` (their key is unchanged:
+        they could not be written to JSON before). ``optional``: ``None`` is allowed."""
+        value = getattr(self, name)
+        if optional and value is None:
+            return
+        checked = check_int_range(name, value, low, high)
+        if not isinstance(value, (int, float)):
+            object.__setattr__(self, name, checked)
+
+    def _check_strategy_options(self) -> None:
+        """Build the strategy as a run will (:func:`dean_nb.strategies.get`), so that unknown
+        option names and invalid option values are refused here, before any training."""
+        from . import strategies
+
+        try:
+            strategies.get(self.strategy, **_strategy_options(self, self.effective_n_clusters))
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"strategy_options of {self.strategy!r}: {err}") from None
 
     # -- derived ------------------------------------------------------------------------
 
@@ -526,9 +572,32 @@ class RunResult:
 
 
 def load_run(path: str | os.PathLike[str]) -> RunResult:
-    """Read one run's JSON file."""
-    with open(path, encoding="utf-8") as fh:
-        return RunResult.from_dict(json.load(fh))
+    """Read one run's JSON file.
+
+    Raises:
+        ValueError: the file is not valid JSON, or not a run record (a JSON object with
+            ``config`` and ``steps``), or its configuration or steps are invalid; the message
+            names the file and says why.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path} is not a run record: a JSON {type(data).__name__}, not an object with "
+            "'config' and 'steps'"
+        )
+    missing = [key for key in ("config", "steps") if key not in data]
+    if missing:
+        raise ValueError(f"{path} is not a run record: no {' or '.join(map(repr, missing))} key")
+    try:
+        return RunResult.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise ValueError(
+            f"{path} is not a valid run record ({type(err).__name__}: {err})"
+        ) from None
 
 
 def _float_to_json(x: float | None) -> float | str | None:
@@ -1822,47 +1891,130 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "beta",
     "wall_time",
     "run",
+    "config_id",
 )
+
+# Fields in which the runs averaged in one row of a table may differ: the seed (the repeats)
+# and where and how verbosely a run happened.
+_REPEAT_FIELDS = ("seed", *_LOCATION_FIELDS)
+
+
+class SkippedRecordWarning(UserWarning):
+    """:func:`load_results` skipped a JSON file that is not a readable run record."""
+
+
+def config_id(config: ExperimentConfig) -> str:
+    """A short hash of everything a run computes except its seed (10 hex digits).
+
+    Runs with the same ``config_id`` are repeats of one configuration and may be averaged;
+    it ignores the seed and the fields :func:`run_key` ignores (``root``, ``device``,
+    ``num_threads``, ``quiet``, ``download``).
+    """
+    payload = {k: v for k, v in config.to_dict().items() if k not in _REPEAT_FIELDS}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _show(value: Any) -> str:
+    """A config value as a label shows it: ``5``, ``0.0005``, ``none``, ``{"linkage":"average"}``."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _method_labels(configs: dict[str, ExperimentConfig]) -> dict[str, str]:
+    """``config_id -> method label``: the method name, or, where one (dataset, method, epsilon)
+    has several configurations, the name with the fields that differ, ``dean [epochs=5]``."""
+    groups: dict[tuple[str, str, float], list[str]] = {}
+    for cid, cfg in configs.items():
+        groups.setdefault((cfg.dataset, cfg.method, cfg.epsilon), []).append(cid)
+    labels: dict[str, str] = {}
+    for (_, method, _), ids in groups.items():
+        if len(ids) == 1:
+            labels[ids[0]] = method
+            continue
+        values = {cid: configs[cid].to_dict() for cid in ids}
+        differing = [
+            f.name
+            for f in dataclasses.fields(ExperimentConfig)
+            if f.name not in _REPEAT_FIELDS
+            and len({json.dumps(v[f.name], sort_keys=True) for v in values.values()}) > 1
+        ]
+        for cid in ids:
+            shown = ", ".join(f"{name}={_show(values[cid][name])}" for name in differing)
+            labels[cid] = f"{method} [{shown}]"
+    return labels
+
+
+def _record_rows(result: RunResult, path: Path, cid: str) -> list[dict[str, Any]]:
+    """The rows of one run in :func:`load_results`; ``ValueError`` if a step is malformed."""
+    cfg = result.config
+    n0 = result.steps[0].n_labels if result.steps else 0
+    try:
+        return [
+            {
+                "dataset": cfg.dataset,
+                "strategy": cfg.strategy,
+                "denoise": cfg.denoise,
+                "method": cfg.method,
+                "epsilon": cfg.epsilon,
+                "seed": cfg.seed,
+                "step": int(s.step),
+                "n_labels": int(s.n_labels),
+                "n_acquired": int(s.n_labels) - int(n0),
+                "test_accuracy": float(s.test_accuracy),
+                "sigma": float(s.sigma),
+                "beta": math.nan if s.beta is None else float(s.beta),
+                "wall_time": float(s.wall_time),
+                "run": path.stem,
+                "config_id": cid,
+            }
+            for s in result.steps
+        ]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} has a malformed step ({err})") from None
 
 
 def load_results(out_dir: str | os.PathLike[str]):
     """Every run JSON in ``out_dir`` as a tidy ``pandas.DataFrame``: one row per run x step.
 
-    Columns: :data:`RESULT_COLUMNS` (``method`` is ``strategy`` or ``strategy+denoise``;
+    Columns: :data:`RESULT_COLUMNS`. ``method`` is ``strategy`` or ``strategy+denoise``;
     ``n_acquired`` counts labels beyond the initial set; ``beta`` is NaN where undefined;
-    ``run`` is the file stem). Temporary files of an interrupted write are ignored.
+    ``run`` is the file stem; ``config_id`` (:func:`config_id`) is equal for runs that differ
+    only in their seed (and where they ran).
+
+    Runs of different configurations are never mixed: where one (dataset, method, epsilon)
+    has runs of several configurations (say ``dean`` with 50 and with 5 epochs), their
+    ``method`` is labelled with the fields that differ (``dean [epochs=5]``,
+    ``dean [epochs=50]``), so every table and figure shows them apart.
+
+    Temporary files of an interrupted write are ignored; a file that is not a readable run
+    record (truncated, not JSON, JSON without ``config``) is skipped with a
+    :class:`SkippedRecordWarning` naming it.
     """
     import pandas as pd
 
     folder = Path(out_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"results folder {folder} does not exist")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"results folder {folder} {what}")
     rows: list[dict[str, Any]] = []
+    configs: dict[str, ExperimentConfig] = {}
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):
             continue
-        result = load_run(path)
-        cfg = result.config
-        n0 = result.steps[0].n_labels if result.steps else 0
-        for s in result.steps:
-            rows.append(
-                {
-                    "dataset": cfg.dataset,
-                    "strategy": cfg.strategy,
-                    "denoise": cfg.denoise,
-                    "method": cfg.method,
-                    "epsilon": cfg.epsilon,
-                    "seed": cfg.seed,
-                    "step": s.step,
-                    "n_labels": s.n_labels,
-                    "n_acquired": s.n_labels - n0,
-                    "test_accuracy": s.test_accuracy,
-                    "sigma": s.sigma,
-                    "beta": math.nan if s.beta is None else s.beta,
-                    "wall_time": s.wall_time,
-                    "run": path.stem,
-                }
-            )
+        try:
+            result = load_run(path)
+            cid = config_id(result.config)
+            rows += _record_rows(result, path, cid)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{err}; skipped it", SkippedRecordWarning, stacklevel=2)
+            continue
+        configs.setdefault(cid, result.config)
+    labels = _method_labels(configs)
+    for row in rows:
+        row["method"] = labels[row["config_id"]]
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     return df.astype(
         {
@@ -1886,11 +2038,26 @@ def summary_table(df, value: str = "test_accuracy"):
     The paper's Table 2 layout in long form. ``std`` is the sample standard deviation
     (``ddof=1``; NaN for a single seed). Returns a DataFrame with columns ``dataset, strategy,
     denoise, method, epsilon, n_labels, mean, std, n``.
+
+    Raises:
+        ValueError: ``df`` has a ``config_id`` column and one (dataset, method, epsilon) row
+            would average runs of several configurations (e.g. frames of two folders
+            concatenated); :func:`load_results` labels such runs apart within one folder.
     """
     keys = ["dataset", "strategy", "denoise", "method", "epsilon", "n_labels"]
     missing = [c for c in [*keys, value] if c not in df.columns]
     if missing:
         raise ValueError(f"df lacks column(s) {missing}; pass the frame of load_results")
+    if "config_id" in df.columns:
+        per_row = df.groupby(["dataset", "method", "epsilon"], sort=True)["config_id"].nunique()
+        mixed = per_row[per_row > 1]
+        if not mixed.empty:
+            where = "; ".join(f"{d} {m} at epsilon {e:g}" for d, m, e in mixed.index)
+            raise ValueError(
+                f"df mixes runs of several configurations under one method name ({where}); "
+                "average only repeats of one configuration: load one folder with "
+                "load_results (it labels the configurations apart) or filter on config_id"
+            )
     grouped = df.groupby(keys, sort=True)[value]
     out = grouped.agg(mean="mean", std="std", n="count").reset_index()
     return out

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from dean_nb.runtime import GeneratorLike, derive_seed, make_generator, seeded_global_rng
-from dean_nb.validation import check_int_range, check_probabilities
+from dean_nb.validation import check_floating, check_int_range, check_probabilities
 
 #: Default number of inputs per trunk pass in :func:`mc_dropout_probs` and :func:`predict_probs`.
 DEFAULT_BATCH_SIZE = 256
@@ -194,8 +194,7 @@ def _entropy(probs: torch.Tensor) -> torch.Tensor:
 
 
 def _check_mc_probs(name: str, probs: torch.Tensor) -> torch.Tensor:
-    if not isinstance(probs, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(probs).__name__}")
+    check_floating(name, probs)
     if probs.ndim != 3 or probs.shape[0] == 0:
         raise ValueError(f"{name} must have shape (T, N, K) with T >= 1, got {tuple(probs.shape)}")
     return check_probabilities(name, probs)
@@ -209,7 +208,7 @@ def predictive_entropy(probs: torch.Tensor) -> torch.Tensor:
     if isinstance(probs, torch.Tensor) and probs.ndim == 3:
         mean_probs = _check_mc_probs("probs", probs).mean(dim=0)
     elif isinstance(probs, torch.Tensor) and probs.ndim == 2:
-        mean_probs = check_probabilities("probs", probs)
+        mean_probs = check_probabilities("probs", check_floating("probs", probs))
     elif isinstance(probs, torch.Tensor):
         raise ValueError(f"probs must have shape (T, N, K) or (N, K), got {tuple(probs.shape)}")
     else:

@@ -838,10 +838,12 @@ def select_from_pool(
     if isinstance(strategy, str):
         strategy = get(strategy)
     pool_size, budget = _check_context(ctx)
+    if pool_subset is not None and (
+        isinstance(pool_subset, bool) or not isinstance(pool_subset, int)
+    ):
+        pool_subset = check_int_range("pool_subset", pool_subset, budget)  # refuses bools
     if pool_subset is None or pool_subset >= pool_size:
         return strategy.select(ctx)
-    if isinstance(pool_subset, bool) or not isinstance(pool_subset, int):
-        pool_subset = check_int_range("pool_subset", pool_subset, budget)
     if pool_subset < budget:
         raise ValueError(
             f"pool_subset must lie in [budget = {budget}, pool size = {pool_size}] "

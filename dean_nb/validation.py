@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
+def _is_bool(value: object) -> bool:
+    """``True`` for Python and NumPy booleans (which ``int()`` and ``float()`` would accept)."""
+    return isinstance(value, (bool, np.bool_))
+
+
 def check_int_range(name: str, value: int, low: int, high: int | None = None) -> int:
-    """``value`` must be an integer in ``[low, high]`` (``high=None``: no upper bound)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """``value`` must be an integer in ``[low, high]`` (``high=None``: no upper bound).
+
+    Integral values of other types (``3.0``, ``numpy.int64(3)``) are accepted and returned as
+    an ``int``; booleans are refused (``True`` is not a count).
+    """
+    if _is_bool(value):
+        raise TypeError(f"{name} must be an integer, got the boolean {value!r}")
+    if not isinstance(value, int):
         try:
             as_int = int(value)
         except (TypeError, ValueError):
@@ -32,8 +44,17 @@ def check_float_range(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> float:
-    """``value`` must be a real number in the given interval (NaN is always rejected)."""
-    value = float(value)
+    """``value`` must be a real number in the given interval (NaN is always rejected).
+
+    Pass ``math.inf`` as ``high`` with ``high_inclusive=False`` for "finite". Booleans and
+    values ``float()`` cannot convert are refused with a ``TypeError`` naming ``name``.
+    """
+    if _is_bool(value):
+        raise TypeError(f"{name} must be a real number, got the boolean {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
     ok_low = value >= low if low_inclusive else value > low
     ok_high = value <= high if high_inclusive else value < high
     if math.isnan(value) or not (ok_low and ok_high):
@@ -70,4 +91,13 @@ def check_ndim(name: str, tensor: torch.Tensor, ndim: int, axes: str) -> torch.T
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.ndim != ndim:
         raise ValueError(f"{name} must have shape {axes}, got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def check_floating(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` must be a floating-point ``torch.Tensor`` (probabilities, scores, inputs)."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
     return tensor

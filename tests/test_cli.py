@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from dean_nb import strategies
+from dean_nb import experiment, strategies
 from dean_nb.__main__ import build_parser, main, parse_epsilons, parse_seeds
 
 TINY = ["--override", "epochs=2", "n_steps=1", "acquisition_size=10", "n_mc_samples=3"]
+
+
+def _no_compute(config, **kwargs):
+    raise AssertionError("a run started although the command should have been refused")
 
 
 def test_run_then_report_end_to_end(tmp_path, capsys):
@@ -128,9 +136,37 @@ def test_help_explains_every_flag(capsys):
         (["--preset", "paper"], "no 'paper' preset for dataset 'digits'"),
         (["--override", "acquisition_size=0"], "acquisition_size must lie in [1"),
         (["--workers", "0"], "--workers must be >= 1"),
+        # finite ranges, no booleans for numbers, strategy options checked: before any compute
+        (["--override", "beta_scale=inf"], "beta_scale must lie in (0.0, inf), got inf"),
+        (["--override", "lr=inf"], "lr must lie in (0.0, inf), got inf"),
+        (["--override", "weight_decay=inf"], "weight_decay must lie in [0.0, inf), got inf"),
+        (["--override", "lr=nan"], "lr must lie in (0.0, inf), got nan"),
+        (
+            ["--override", 'strategy_options={"linkage": "ward"}'],
+            "linkage must be one of single, average, complete; got 'ward'",
+        ),
+        (
+            ["--override", 'strategy_options={"foo": 1}'],
+            "strategy 'dean' got unknown option(s) foo; its options are: beta_kind, beta_scale, "
+            "n_clusters, linkage",
+        ),
+        (
+            ["--strategies", "random", "--override", 'strategy_options={"foo": 1}'],
+            "strategy 'random' got unknown option(s) foo; its options are: (none)",
+        ),
+        (
+            [
+                "--strategies",
+                "batchbald",
+                "--override",
+                'strategy_options={"n_joint_samples": true}',
+            ],
+            "n_joint_samples must be an integer, got the boolean True",
+        ),
     ],
 )
-def test_bad_input_gives_a_clear_error(args, message, tmp_path, capsys):
+def test_bad_input_gives_a_clear_error(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(experiment, "run_active_learning", _no_compute)
     code = main(["run", "--out", str(tmp_path), *args])
     assert code == 2
     err = capsys.readouterr().err
@@ -162,3 +198,180 @@ def test_module_entry_point_runs():
     )
     assert proc.returncode == 0
     assert "run" in proc.stdout and "report" in proc.stdout
+
+
+# --------------------------------------------------------------------------- as a user types it
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m dean_nb ARGS`` in the checkout, as typed in a terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "dean_nb", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_an_infinite_beta_scale_is_refused_before_any_compute(tmp_path):
+    out = tmp_path / "results"
+    proc = cli("run", "--strategies", "random", "--out", str(out), "--override", "beta_scale=inf")
+    assert proc.returncode == 2
+    assert "beta_scale must lie in (0.0, inf), got inf" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "runs (" not in proc.stdout  # refused before the grid was even counted
+    assert not list(tmp_path.glob("**/*.json"))
+
+
+def test_out_naming_a_file_is_one_line_and_exit_2(tmp_path):
+    target = tmp_path / "results"
+    target.write_text("my notes")
+    proc = cli("run", "--strategies", "random", "--out", str(target), "--quiet")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"python -m dean_nb: error: --out {target} is a file, not a folder"
+    ]
+    assert proc.stdout == "" and target.read_text() == "my notes"
+
+
+@pytest.mark.parametrize("kind", ["below a file", "read-only"])
+def test_an_unwritable_out_is_found_before_any_compute(kind, tmp_path, capsys, monkeypatch):
+    if kind == "below a file":
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "results"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        out = tmp_path / "locked"
+        out.mkdir()
+        out.chmod(0o500)
+    monkeypatch.setattr(experiment, "run_active_learning", _no_compute)
+    assert main(["run", "--strategies", "random", "--out", str(out), "--quiet", *TINY]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"python -m dean_nb: error: --out {out} is not a writable folder "
+        + ("(Not a directory)" if kind == "below a file" else "(Permission denied)")
+    ]
+    assert captured.out == ""
+
+
+def test_report_path_errors_are_one_line(tmp_path, capsys):
+    proc = cli("report", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"python -m dean_nb: error: results folder {tmp_path / 'nope'} does not exist"
+    ]
+    (tmp_path / "a_file").write_text("")
+    assert main(["report", str(tmp_path / "a_file")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"python -m dean_nb: error: results folder {tmp_path / 'a_file'} is a file, not a folder"
+    ]
+    _fake_record(tmp_path / "runs", 0.5, strategy="random")
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "a_file")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"python -m dean_nb: error: --out {tmp_path / 'a_file'} is a file, not a folder"
+    ]
+
+
+def _fake_record(folder: Path, accuracy: float, **overrides) -> Path:
+    """A finished two-step run's record, written without training."""
+    config = experiment.ExperimentConfig.preset("digits", "quick", **overrides)
+    steps = [
+        experiment.StepRecord(step=t, n_labels=20 + 20 * t, test_accuracy=accuracy, sigma=0.3)
+        for t in range(2)
+    ]
+    result = experiment.RunResult(config=config, steps=steps)
+    return result.to_json(experiment.result_path(config, folder))
+
+
+def test_report_skips_stray_json_files_with_one_line_each(tmp_path):
+    _fake_record(tmp_path, 0.5, strategy="random")
+    (tmp_path / "truncated.json").write_text('{"config": {"dataset": "dig')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "notes.json").write_text('{"author": "me"}')
+    proc = cli("report", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    warnings_ = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(warnings_) == 3, proc.stderr
+    for line, name in zip(warnings_, ("list.json", "notes.json", "truncated.json"), strict=True):
+        assert line.startswith(f"warning: {tmp_path / name} is not") and line.endswith(
+            "; skipped it"
+        )
+    assert "random" in proc.stdout and "50.00" in proc.stdout
+
+
+def test_report_never_averages_two_configurations(tmp_path, capsys):
+    # the issue's case: a dean seed-0 run, and one with --override epochs=5, in one folder
+    _fake_record(tmp_path, 0.9, strategy="dean", seed=0)
+    _fake_record(tmp_path, 0.2, strategy="dean", seed=0, epochs=5)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    text = capsys.readouterr().out
+    assert "mean ± std over up to 1 seeds" in text and " ± " not in text.split("seeds", 1)[1]
+    assert "dean [epochs=5]" in text and "dean [epochs=50]" in text
+    assert "note: runs of several configurations" in text
+    rows = (tmp_path / "report" / "summary.csv").read_text().splitlines()
+    assert sum("dean [epochs=5]" in r for r in rows) == 2  # its two label counts
+    assert all(r.endswith(",1") for r in rows[1:])  # every row holds one run
+
+
+def test_minus_zero_epsilon_finds_the_runs_of_zero(tmp_path, capsys):
+    argv = ["run", "--strategies", "random", "--out", str(tmp_path), "--quiet", *TINY]
+    assert main([*argv, "--epsilons", "0"]) == 0
+    assert "1 runs (0 already" in capsys.readouterr().out
+    assert main([*argv, "--epsilons=-0"]) == 0
+    assert "1 runs (1 already" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def _live_processes_in_group(pgid: int) -> list[int]:
+    """Processes of a process group that still run (zombies waiting for a reaper excluded)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_cleanly_with_one_line_and_exit_130(workers, tmp_path):
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "dean_nb", "run", "--strategies", "random,dean"]
+    command += ["--seeds", "0-3", "--out", str(out), "--workers", workers, "--quiet"]
+    command += ["--override", "epochs=50", "n_steps=3"]  # minutes: still running at Ctrl-C
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("8 runs (0 already"), first
+        time.sleep(2.0)  # inside the grid: runs (and with --workers 2, workers) started
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert "Traceback" not in rest + err
+    lines = [line for line in (rest + err).splitlines() if line.strip()]
+    assert len(lines) == 1, rest + err
+    finished = len(list(out.glob("*.json")))
+    assert lines[0] == (
+        f"interrupted: {finished} more runs finished, {finished} of 8 are in {out}; "
+        f"run the same command again to resume the other {8 - finished}"
+    )
+    time.sleep(0.5)
+    assert _live_processes_in_group(proc.pid) == []  # no worker left running
