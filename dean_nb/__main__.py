@@ -404,7 +404,13 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             pool.shutdown(wait=True)
         for close in cleanup:
             close()
-    print(f"{len(paths)} results in {args.out}")
+    finished = len(paths.computed) + len(paths.found)
+    print(f"{finished} results in {args.out} ({len(paths.computed)} computed now)")
+    if paths.left_to_others:
+        print(
+            f"{len(paths.left_to_others)} runs are being computed by other processes; run the "
+            "same command again later to check that they finished"
+        )
     return 0
 
 

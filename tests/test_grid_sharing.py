@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -175,6 +176,14 @@ def test_two_cli_processes_on_one_folder_compute_every_run_once(tmp_path):
     # both processes met before their first run, so both computed (the work was shared)
     assert {line.split()[1] for line in computed} == {str(proc.pid) for proc in procs}
     assert hidden(out) == []  # no lock, checkpoint or temporary file left
+    # each process reports what it computed; together, every run once
+    per_process = {str(proc.pid): 0 for proc in procs}
+    for line in computed:
+        per_process[line.split()[1]] += 1
+    for proc, (stdout, _) in zip(procs, outputs, strict=True):
+        summary = re.search(r"^\d+ results in .* \((\d+) computed now\)$", stdout, re.M)
+        assert summary, stdout
+        assert int(summary.group(1)) == per_process[str(proc.pid)]
 
 
 def test_a_run_killed_by_sigkill_resumes_through_the_cli(tmp_path):
