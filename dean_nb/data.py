@@ -25,8 +25,8 @@ raw or gzipped (the Debian package ``dataset-fashion-mnist`` installs such a fol
 :data:`DEBIAN_FASHION_MNIST`); those files are staged (decompressed) into a temporary
 torchvision layout and still read by torchvision's IDX reader.
 
-Split. :func:`make_split` draws the paper's protocol from the training labels: ``k`` labelled
-images per class for the initial set, a fixed validation set (used only for the model
+Split. :func:`make_split` draws the paper's protocol from the training labels: ``initial_per_class``
+labelled images per class for the initial set, a fixed validation set (used only for the model
 uncertainty sigma), and the pool the strategies acquire from. The test set is the dataset's own.
 """
 
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from dean_nb.runtime import GeneratorLike, make_generator
-from dean_nb.validation import check_int_range, check_ndim
+from dean_nb.validation import check_int_range, check_label_range, check_ndim
 
 __all__ = [
     "DATASETS",
@@ -142,11 +142,7 @@ class Dataset:
                 raise ValueError(
                     f"x_{split} has {x.shape[0]} images but y_{split} has {y.shape[0]} labels"
                 )
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-                raise ValueError(
-                    f"y_{split} must lie in [0, {self.num_classes - 1}], "
-                    f"got [{int(y.min())}, {int(y.max())}]"
-                )
+            check_label_range(f"y_{split}", y, self.num_classes)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise ValueError(
                 f"x_train images {tuple(self.x_train.shape[1:])} and x_test images "
@@ -172,7 +168,7 @@ class Split:
     """Indices into ``x_train`` for the active-learning protocol; the three sets are disjoint.
 
     Attributes:
-        initial: ``(K * k,)`` int64, the initial labelled set (``k`` per class), sorted.
+        initial: ``(K * initial_per_class,)`` int64, the initial labelled set, sorted.
         validation: ``(V,)`` int64, the fixed validation set (model uncertainty sigma), sorted.
         pool: ``(P,)`` int64, every other training index, sorted.
     """
@@ -285,10 +281,10 @@ def fixed_stratified_split(
     index = torch.arange(n, dtype=torch.int64)
     key = (index * _HASH_MULTIPLIER) % _HASH_MODULUS
     test_parts = []
-    for cls, k in zip(classes.tolist(), slots.tolist(), strict=True):
+    for cls, n_test in zip(classes.tolist(), slots.tolist(), strict=True):
         members = index[labels == cls]
         ordered = members[torch.argsort(key[members])]
-        test_parts.append(ordered[:k])
+        test_parts.append(ordered[:n_test])
     is_test = torch.zeros(n, dtype=torch.bool)
     is_test[torch.cat(test_parts)] = True
     return index[~is_test], index[is_test]
@@ -545,13 +541,13 @@ def make_split(
     Args:
         y_train: ``(N,)`` integer labels in ``[0, num_classes)``.
         num_classes: ``K >= 1``.
-        initial_per_class: ``k >= 1``; every class needs at least ``k`` images.
-        validation_size: in ``[0, N - K * k]``.
+        initial_per_class: ``>= 1``; every class needs at least that many images.
+        validation_size: in ``[0, N - K * initial_per_class]`` (``K`` classes).
         seed: an int, a ``torch.Generator`` (consumed), or ``None`` (fresh, non-reproducible).
 
     Returns:
         A :class:`Split` with sorted, pairwise disjoint int64 index tensors whose union is
-        ``range(N)``: ``initial (K*k,)``, ``validation (validation_size,)``, ``pool``.
+        ``range(N)``: ``initial (K * initial_per_class,)``, ``validation (validation_size,)``, ``pool``.
     """
     if not isinstance(y_train, torch.Tensor):
         raise TypeError(f"y_train must be a torch.Tensor, got {type(y_train).__name__}")
@@ -562,11 +558,7 @@ def make_split(
     initial_per_class = check_int_range("initial_per_class", initial_per_class, 1)
     labels = y_train.detach().to("cpu", torch.int64)
     n = labels.numel()
-    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"y_train must lie in [0, {num_classes - 1}] (num_classes={num_classes}), "
-            f"got [{int(labels.min())}, {int(labels.max())}]"
-        )
+    check_label_range("y_train", labels, num_classes)
     counts = torch.bincount(labels, minlength=num_classes)
     short = (counts < initial_per_class).nonzero().flatten().tolist()
     if short:
@@ -580,7 +572,7 @@ def make_split(
     validation_size = check_int_range("validation_size", validation_size, 0, available)
 
     generator = make_generator(seed, "cpu")
-    # initial: the first k members of each class in a uniform random order
+    # initial: the first initial_per_class members of each class in a uniform random order
     perm = torch.randperm(n, generator=generator)
     perm_labels = labels[perm]
     by_class = perm[torch.argsort(perm_labels, stable=True)]  # class-major, random within class

@@ -82,8 +82,15 @@ DEFAULT_TRACE_WEIGHT = 0.0
 #: Default Adam learning rate of the softmax channel's logits.
 DEFAULT_SOFTMAX_LR = 1e-2
 
-#: Floor for probabilities before a log, so that ``log`` never returns ``-inf``.
-PROB_FLOOR = 1e-12
+#: Smallest probability whose log enters the noisy-label likelihood (float32 ``tiny``): a
+#: channel output of exactly 0 gives a large finite loss instead of ``inf``. The one
+#: definition; :func:`dean_nb.training.batch_loss` goes through :func:`noisy_log_probs`.
+PROB_FLOOR = torch.finfo(torch.float32).tiny
+
+#: Smallest entry of a starting channel turned into softmax logits: a zero entry starts at
+#: logit ``log(1e-12)`` (about -27.6), negligible yet within reach of Adam's steps (a
+#: different concept from :data:`PROB_FLOOR`, which only keeps a log finite).
+INIT_ENTRY_FLOOR = 1e-12
 
 
 def project_to_simplex_columns(matrix: torch.Tensor) -> torch.Tensor:
@@ -108,8 +115,8 @@ def project_to_simplex_columns(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def _softmax_logits_for(matrix: torch.Tensor) -> torch.Tensor:
-    """Logits ``A`` with ``softmax(A, dim=0) == matrix`` (zeros are floored at ``PROB_FLOOR``)."""
-    return torch.log(matrix.clamp_min(PROB_FLOOR))
+    """Logits ``A`` with ``softmax(A, dim=0) == matrix`` (zeros floored at ``INIT_ENTRY_FLOOR``)."""
+    return torch.log(matrix.clamp_min(INIT_ENTRY_FLOOR))
 
 
 def near_identity(num_classes: int, diagonal: float) -> torch.Tensor:
@@ -343,7 +350,9 @@ __all__ = [
     "DEFAULT_INIT_DIAGONAL",
     "DEFAULT_SOFTMAX_LR",
     "DEFAULT_TRACE_WEIGHT",
+    "INIT_ENTRY_FLOOR",
     "PARAMETERISATIONS",
+    "PROB_FLOOR",
     "ChannelModel",
     "NoisyChannel",
     "attach",

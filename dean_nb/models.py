@@ -44,6 +44,8 @@ from torch import nn
 from dean_nb.runtime import derive_seed, make_generator, seeded_global_rng
 from dean_nb.validation import check_int_range
 
+__all__ = ["ARCHS", "MCDropoutNet", "arch_for_dataset", "build_mlp", "build_model"]
+
 ARCHS: tuple[str, ...] = ("digits", "mnist", "emnist", "cifar10", "cifar100")
 
 _ARCH_FOR_DATASET: dict[str, str] = {

@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 
 from .runtime import GeneratorLike, make_generator
-from .validation import check_float_range, check_int_range
+from .validation import check_float_range, check_int_range, check_label_range
+
+__all__ = ["NoisyOracle", "check_channel", "symmetric_channel"]
 
 
 def symmetric_channel(num_classes: int, epsilon: float) -> torch.Tensor:
@@ -68,11 +70,7 @@ class NoisyOracle:
             raise TypeError(f"y_true must hold integer class labels, got dtype {y.dtype}")
         if y.numel() == 0:
             return y.to(torch.int64).clone()
-        if y.min() < 0 or y.max() >= self.num_classes:
-            raise ValueError(
-                f"y_true labels must lie in [0, {self.num_classes - 1}], "
-                f"got min {int(y.min())}, max {int(y.max())}"
-            )
+        check_label_range("y_true", y, self.num_classes)
         columns = self.matrix.T[y.cpu().long()]  # (N, K): p(y' | y) for each item
         noisy = torch.multinomial(columns, 1, generator=self.generator).squeeze(1)
         return noisy.to(y.device)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from dean_nb.validation import check_columns
+
 __all__ = ["channel_heatmaps", "learning_curves", "method_style", "uncertainty_curves"]
 
 # One colour per strategy (tab10 order), whatever subset of strategies a frame holds.
@@ -62,11 +64,7 @@ def _method_order(methods: Sequence[str]) -> list[str]:
 
 
 def _check_frame(df, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in getattr(df, "columns", ())]
-    if missing:
-        raise ValueError(
-            f"df lacks column(s) {missing}; pass the frame of dean_nb.experiment.load_results"
-        )
+    check_columns(df, columns, "dean_nb.experiment.load_results")
     if len(df) == 0:
         raise ValueError("df is empty: no results to plot")
 

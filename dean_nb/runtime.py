@@ -11,6 +11,16 @@ from collections.abc import Iterator
 
 import torch
 
+__all__ = [
+    "DeviceLike",
+    "GeneratorLike",
+    "default_device",
+    "derive_seed",
+    "make_generator",
+    "resolve_device",
+    "seeded_global_rng",
+]
+
 DeviceLike = str | torch.device | None
 GeneratorLike = torch.Generator | int | None
 

@@ -28,6 +28,21 @@ from torch.nn.modules.dropout import _DropoutNd
 from dean_nb.runtime import GeneratorLike, derive_seed, make_generator, seeded_global_rng
 from dean_nb.validation import check_floating, check_int_range, check_probabilities
 
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "MAX_HEAD_ELEMENTS_ACCELERATOR",
+    "MAX_HEAD_ELEMENTS_CPU",
+    "bald",
+    "inference_modes",
+    "max_head_elements",
+    "mc_dropout_probs",
+    "model_device",
+    "model_uncertainty",
+    "predict_probs",
+    "predictive_entropy",
+    "variation_ratio",
+]
+
 #: Default number of inputs per trunk pass in :func:`mc_dropout_probs` and :func:`predict_probs`.
 DEFAULT_BATCH_SIZE = 256
 
@@ -45,9 +60,11 @@ def max_head_elements(device: torch.device) -> int:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (the CPU for a parameter-free module)."""
+    """The device of the model's first parameter, else of its first buffer, else the CPU."""
     for param in model.parameters():
         return param.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 

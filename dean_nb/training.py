@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from dean_nb.denoise import noisy_log_probs
 from dean_nb.runtime import (
     DeviceLike,
     GeneratorLike,
@@ -33,11 +34,16 @@ from dean_nb.runtime import (
     seeded_global_rng,
 )
 from dean_nb.scoring import predict_probs
-from dean_nb.validation import check_float_range, check_int_range
+from dean_nb.validation import check_float_range, check_int_range, check_label_range
 
-#: Smallest probability whose log enters the loss with a channel (float32 ``tiny``), so a
-#: channel output of exactly 0 gives a large finite loss instead of ``inf``.
-PROB_FLOOR = torch.finfo(torch.float32).tiny
+__all__ = [
+    "TrainConfig",
+    "batch_loss",
+    "channel_learning_rate",
+    "evaluate_accuracy",
+    "make_optimizer",
+    "train_model",
+]
 
 
 @dataclass
@@ -93,10 +99,8 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, num_classes: int | None) -> No
         raise ValueError(f"y must be an int64 tensor of shape (N,), got {y.dtype} {tuple(y.shape)}")
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"x and y must have the same length N, got {x.shape[0]} and {y.shape[0]}")
-    if y.numel() and num_classes is not None:
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= num_classes:
-            raise ValueError(f"y must hold labels in [0, {num_classes - 1}], got [{low}, {high}]")
+    if num_classes is not None:
+        check_label_range("y", y, num_classes)
 
 
 def make_optimizer(
@@ -153,14 +157,14 @@ def batch_loss(
     """Mean training loss of a minibatch: ``logits (B, K)``, labels ``y (B,)``.
 
     Without a channel: cross-entropy. With one: NLL of ``log(channel(softmax(logits)))``,
-    the noisy-label likelihood of section 4.2, with probabilities floored at
-    :data:`PROB_FLOOR` so the log stays finite. Computed in float32.
+    the noisy-label likelihood of section 4.2, through :func:`dean_nb.denoise.noisy_log_probs`
+    (probabilities floored at :data:`~dean_nb.denoise.PROB_FLOOR` so the log stays finite).
+    Computed in float32.
     """
     logits = logits.float()
     if channel is None:
         return F.cross_entropy(logits, y)
-    noisy = channel(torch.softmax(logits, dim=-1))
-    return F.nll_loss(torch.log(noisy.clamp_min(PROB_FLOOR)), y)
+    return F.nll_loss(noisy_log_probs(logits, channel), y)
 
 
 def train_model(

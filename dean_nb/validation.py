@@ -1,11 +1,28 @@
-"""Input checks shared by every module: each error names the parameter and the allowed range."""
+"""Input checks shared by every module: each error names the parameter and the allowed range.
+
+Each rule has one definition here (integer and float ranges, probability rows, tensor ranks,
+batch budgets, class-label ranges, the columns a results frame must have), applied once at a
+module's public boundary; internal helpers trust what their public caller checked.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import torch
+
+__all__ = [
+    "check_budget",
+    "check_columns",
+    "check_float_range",
+    "check_floating",
+    "check_int_range",
+    "check_label_range",
+    "check_ndim",
+    "check_probabilities",
+]
 
 
 def _is_bool(value: object) -> bool:
@@ -101,3 +118,35 @@ def check_floating(name: str, tensor: torch.Tensor) -> torch.Tensor:
     if not tensor.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
     return tensor
+
+
+def check_budget(budget: int, pool_size: int) -> int:
+    """``budget`` must be an integer in ``[1, pool_size]``; the error names both."""
+    if _is_bool(budget) or not isinstance(budget, int):
+        budget = check_int_range("budget", budget, 1)  # type errors, then a value below 1
+    if budget < 1 or budget > pool_size:
+        raise ValueError(
+            f"budget must lie in [1, {pool_size}] (the pool holds {pool_size} points), got {budget}"
+        )
+    return budget
+
+
+def check_label_range(name: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Integer class labels ``labels`` must lie in ``[0, num_classes - 1]`` (empty is fine)."""
+    if labels.numel():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"{name} must lie in [0, {num_classes - 1}] (class labels, "
+                f"num_classes={num_classes}), got [{low}, {high}]"
+            )
+    return labels
+
+
+def check_columns(df: object, columns: Iterable[str], source: str = "load_results") -> None:
+    """The data frame ``df`` must have every one of ``columns``; the error lists the missing
+    ones and names the function whose frame is expected (``source``)."""
+    present = getattr(df, "columns", ())
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise ValueError(f"df lacks column(s) {missing}; pass the frame of {source}")

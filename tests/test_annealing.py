@@ -10,11 +10,10 @@ import pytest
 import torch
 from scipy.sparse.csgraph import minimum_spanning_tree as scipy_mst
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import chisquare
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
-from dean_nb import annealing
+from dean_nb import annealing, clustering
 from dean_nb.annealing import (
     BETA_KINDS,
     annealed_batch,
@@ -29,10 +28,10 @@ from dean_nb.annealing import (
     single_linkage,
 )
 
-P_THRESHOLD = 1e-3
+P_THRESHOLD = 1e-3  # as in conftest: a correct sampler fails one in 1000
 
 
-def random_probs(n: int, k: int, seed: int, alpha: float = 0.5) -> torch.Tensor:
+def dirichlet_probs(n: int, k: int, seed: int, alpha: float = 0.5) -> torch.Tensor:
     """(n, k) float64 rows on the simplex, some entries exactly zero."""
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.full(k, alpha), size=n)
@@ -43,17 +42,6 @@ def random_probs(n: int, k: int, seed: int, alpha: float = 0.5) -> torch.Tensor:
 
 def scipy_distances(p: torch.Tensor, q: torch.Tensor) -> np.ndarray:
     return np.array([[jensenshannon(a, b, base=2) for b in q.numpy()] for a in p.numpy()])
-
-
-def chisquare_p(counts: np.ndarray, probs: np.ndarray) -> float:
-    """Chi-square goodness-of-fit p value; bins with expected count < 5 are merged."""
-    expected = probs * counts.sum()
-    small = expected < 5
-    if small.any():
-        counts = np.append(counts[~small], counts[small].sum())
-        expected = np.append(expected[~small], expected[small].sum())
-    assert counts.size >= 2
-    return float(chisquare(counts, expected).pvalue)
 
 
 def first_pick_counts(draw, n: int, repeats: int) -> np.ndarray:
@@ -70,21 +58,21 @@ def first_pick_counts(draw, n: int, repeats: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("n", "m", "k"), [(7, 5, 3), (20, 33, 10), (1, 4, 2)])
 def test_js_distance_equals_scipy(n, m, k):
-    p, q = random_probs(n, k, seed=n), random_probs(m, k, seed=100 + m)
+    p, q = dirichlet_probs(n, k, seed=n), dirichlet_probs(m, k, seed=100 + m)
     ours = js_distance(p, q)
     assert ours.shape == (n, m) and ours.dtype == torch.float64
     np.testing.assert_allclose(ours.numpy(), scipy_distances(p, q), atol=1e-7, rtol=0)
 
 
 def test_js_distance_chunking_does_not_change_the_result():
-    p, q = random_probs(23, 4, seed=1), random_probs(17, 4, seed=2)
+    p, q = dirichlet_probs(23, 4, seed=1), dirichlet_probs(17, 4, seed=2)
     full = js_distance(p, q)
     for chunk in (1, 4, 5, 61, 10_000):
         torch.testing.assert_close(js_distance(p, q, chunk_elements=chunk), full)
 
 
 def test_js_distance_vector_inputs_and_float32():
-    p = random_probs(6, 5, seed=3)
+    p = dirichlet_probs(6, 5, seed=3)
     d = js_distance(p, p)
     assert js_distance(p[2], p).shape == (6,)
     assert js_distance(p, p[2]).shape == (6,)
@@ -96,7 +84,7 @@ def test_js_distance_vector_inputs_and_float32():
 
 
 def test_js_distance_is_a_bounded_metric():
-    p = random_probs(40, 6, seed=4)
+    p = dirichlet_probs(40, 6, seed=4)
     d = js_distance(p, p).numpy()
     assert np.all(d >= 0) and np.all(d <= 1)
     np.testing.assert_allclose(d, d.T, atol=1e-12)
@@ -109,7 +97,7 @@ def test_js_distance_is_a_bounded_metric():
 
 
 def test_js_distance_rejects_bad_input():
-    p = random_probs(3, 4, seed=5)
+    p = dirichlet_probs(3, 4, seed=5)
     with pytest.raises(ValueError, match="same number of classes"):
         js_distance(p, p[:, :3] / p[:, :3].sum(1, keepdim=True))
     bad = p.clone()
@@ -168,7 +156,7 @@ def test_beta_rejects_bad_input():
 )
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_single_linkage_equals_sklearn(n, k, n_clusters, dtype):
-    p = random_probs(n, k, seed=n + k)
+    p = dirichlet_probs(n, k, seed=n + k)
     reference = AgglomerativeClustering(
         n_clusters=n_clusters, metric="precomputed", linkage="single"
     ).fit_predict(scipy_distances(p, p))
@@ -182,7 +170,7 @@ def test_single_linkage_equals_sklearn(n, k, n_clusters, dtype):
 
 
 def test_minimum_spanning_tree_weight_equals_scipy():
-    p = random_probs(150, 5, seed=7)
+    p = dirichlet_probs(150, 5, seed=7)
     child, parent, weight = minimum_spanning_tree(p)
     assert child.shape == parent.shape == weight.shape == (149,)
     dense = scipy_distances(p, p)
@@ -201,7 +189,7 @@ def test_single_linkage_handles_duplicates_and_one_point():
 
 @pytest.mark.parametrize("linkage", ["average", "complete"])
 def test_cluster_points_dense_linkages_equal_sklearn(linkage):
-    p = random_probs(80, 5, seed=11)
+    p = dirichlet_probs(80, 5, seed=11)
     reference = AgglomerativeClustering(
         n_clusters=9, metric="precomputed", linkage=linkage
     ).fit_predict(scipy_distances(p, p))
@@ -212,11 +200,11 @@ def test_cluster_points_dense_linkages_equal_sklearn(linkage):
 
 
 def test_cluster_points_single_matches_single_linkage_and_refuses_big_dense(monkeypatch):
-    p = random_probs(50, 4, seed=12)
+    p = dirichlet_probs(50, 4, seed=12)
     assert torch.equal(cluster_points(p, 6), single_linkage(p, 6))
     with pytest.raises(ValueError, match="single, average, complete"):
         cluster_points(p, 6, linkage="ward")
-    monkeypatch.setattr(annealing, "MAX_DENSE_POOL", 40)
+    monkeypatch.setattr(clustering, "MAX_DENSE_POOL", 40)
     with pytest.raises(ValueError, match="at most 40"):
         cluster_points(p, 6, linkage="average")
     assert cluster_points(p, 6, linkage="single").shape == (50,)
@@ -264,8 +252,8 @@ def eq4_first_pick(p: torch.Tensor, centroids: list[int], weights: np.ndarray, b
     return w @ per_centroid
 
 
-def test_beta_zero_first_pick_is_uniform_over_the_pool():
-    p = random_probs(15, 4, seed=20)
+def test_beta_zero_first_pick_is_uniform_over_the_pool(chisquare_p):
+    p = dirichlet_probs(15, 4, seed=20)
     gen = torch.Generator().manual_seed(0)
     cents, weights = torch.tensor([0, 4, 9]), torch.tensor([0.7, 0.2, 0.1])
     counts = first_pick_counts(
@@ -274,8 +262,8 @@ def test_beta_zero_first_pick_is_uniform_over_the_pool():
     assert chisquare_p(counts, np.full(15, 1 / 15)) > P_THRESHOLD
 
 
-def test_beta_inf_first_pick_is_a_centroid_with_probability_proportional_to_score():
-    p = random_probs(40, 5, seed=21)
+def test_beta_inf_first_pick_is_a_centroid_with_probability_proportional_to_score(chisquare_p):
+    p = dirichlet_probs(40, 5, seed=21)
     scores = torch.from_numpy(np.random.default_rng(0).uniform(0.05, 1.0, 40))
     sel = annealed_selection(p, scores, 1, math.inf, 6, generator=0)
     cents = sel.centroids
@@ -289,8 +277,8 @@ def test_beta_inf_first_pick_is_a_centroid_with_probability_proportional_to_scor
 
 
 @pytest.mark.parametrize("beta", [1.0, 6.0])
-def test_finite_beta_first_pick_follows_eq4(beta):
-    p = random_probs(25, 4, seed=22)
+def test_finite_beta_first_pick_follows_eq4(beta, chisquare_p):
+    p = dirichlet_probs(25, 4, seed=22)
     scores = torch.from_numpy(np.random.default_rng(1).uniform(0.0, 1.0, 25))
     sel = annealed_selection(p, scores, 1, beta, 5, generator=0)
     cents = sel.centroids.tolist()
@@ -309,9 +297,9 @@ def test_finite_beta_first_pick_follows_eq4(beta):
     assert chisquare_p(counts, expected) > P_THRESHOLD
 
 
-def test_second_pick_follows_eq4_on_the_remaining_pool():
+def test_second_pick_follows_eq4_on_the_remaining_pool(chisquare_p):
     """p(second = s) = sum_f p(first = f) * eq4(s | P' = P minus f), centroids redrawn."""
-    p = random_probs(10, 3, seed=31)
+    p = dirichlet_probs(10, 3, seed=31)
     cents = [2, 7]
     weights = np.array([0.3, 0.7])
     beta = 3.0
@@ -332,7 +320,7 @@ def test_second_pick_follows_eq4_on_the_remaining_pool():
 
 
 def test_pick_distribution_with_taken_points():
-    p = random_probs(12, 3, seed=23)
+    p = dirichlet_probs(12, 3, seed=23)
     cents, weights = torch.tensor([1, 5]), torch.tensor([1.0, 3.0], dtype=torch.float64)
     taken = torch.zeros(12, dtype=torch.bool)
     taken[[1, 2, 7]] = True
@@ -350,7 +338,7 @@ def test_pick_distribution_with_taken_points():
 
 
 def test_beta_inf_takes_the_nearest_remaining_point_once_the_centroid_is_taken():
-    p = random_probs(30, 4, seed=24)
+    p = dirichlet_probs(30, 4, seed=24)
     scores = torch.ones(30, dtype=torch.float64)
     sel = annealed_selection(p, scores, 5, math.inf, 1, generator=3)
     c = int(sel.centroids[0])
@@ -359,8 +347,8 @@ def test_beta_inf_takes_the_nearest_remaining_point_once_the_centroid_is_taken()
     assert sel.drawn_centroids.tolist() == [c] * 5
 
 
-def test_all_zero_scores_choose_centroids_uniformly():
-    p = random_probs(30, 4, seed=25)
+def test_all_zero_scores_choose_centroids_uniformly(chisquare_p):
+    p = dirichlet_probs(30, 4, seed=25)
     zeros = torch.zeros(30)
     sel = annealed_selection(p, zeros, 1, math.inf, 5, generator=0)
     gen = torch.Generator().manual_seed(4)
@@ -374,7 +362,7 @@ def test_all_zero_scores_choose_centroids_uniformly():
 
 @pytest.mark.parametrize("beta", [0.0, 0.3, 5.0, 1e12, math.inf])
 def test_batches_are_distinct_valid_indices(beta):
-    p = random_probs(40, 5, seed=26).float()
+    p = dirichlet_probs(40, 5, seed=26).float()
     scores = torch.rand(40, generator=torch.Generator().manual_seed(0))
     for budget in (1, 17, 40):
         sel = annealed_selection(p, scores, budget, beta, 8, generator=budget)
@@ -389,7 +377,7 @@ def test_batches_are_distinct_valid_indices(beta):
 
 
 def test_huge_beta_behaves_like_infinite_beta():
-    p = random_probs(30, 4, seed=27)
+    p = dirichlet_probs(30, 4, seed=27)
     scores = torch.rand(30, generator=torch.Generator().manual_seed(1))
     for seed in range(3):
         sel = annealed_selection(p, scores, 6, 1e12, 4, generator=seed)
@@ -399,7 +387,7 @@ def test_huge_beta_behaves_like_infinite_beta():
 
 
 def test_same_seed_same_batch():
-    p = random_probs(50, 4, seed=28)
+    p = dirichlet_probs(50, 4, seed=28)
     scores = torch.rand(50, generator=torch.Generator().manual_seed(2))
     a = annealed_batch(p, scores, 10, 2.0, 7, generator=123)
     b = annealed_batch(p, scores, 10, 2.0, 7, generator=torch.Generator().manual_seed(123))
@@ -410,7 +398,7 @@ def test_same_seed_same_batch():
 
 @pytest.mark.parametrize("beta", [2.0, math.inf])
 def test_bounded_row_cache_gives_the_same_batch(monkeypatch, beta):
-    p = random_probs(40, 4, seed=32)
+    p = dirichlet_probs(40, 4, seed=32)
     scores = torch.rand(40, generator=torch.Generator().manual_seed(5))
     full = annealed_batch(p, scores, 25, beta, 12, generator=7)
     monkeypatch.setattr(annealing, "_ROW_CACHE_ELEMENTS", 3 * 40)  # three rows, recomputed
@@ -418,7 +406,7 @@ def test_bounded_row_cache_gives_the_same_batch(monkeypatch, beta):
 
 
 def test_inputs_are_not_modified():
-    p = random_probs(30, 4, seed=29).float()
+    p = dirichlet_probs(30, 4, seed=29).float()
     scores = torch.rand(30, generator=torch.Generator().manual_seed(3))
     p0, s0 = p.clone(), scores.clone()
     annealed_selection(p, scores, 10, 3.0, 5, generator=0)
@@ -427,7 +415,7 @@ def test_inputs_are_not_modified():
 
 
 def test_bad_inputs_raise_clear_errors():
-    p = random_probs(10, 3, seed=30)
+    p = dirichlet_probs(10, 3, seed=30)
     s = torch.rand(10, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     with pytest.raises(ValueError, match=r"budget must lie in \[1, 10\]"):
         annealed_batch(p, s, 11, 1.0, 3)
