@@ -182,8 +182,8 @@ def _band_panels(
             n = int(stats["count"].min())
             ax.plot(xs, mean, label=f"{method} (n={n})", **style)
             ax.fill_between(xs, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
-        if by == "strategy" and ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=_SMALL, loc="lower right")
+        if by == "strategy" and ax is axes[0] and ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=_SMALL, loc="lower right")  # solid: without, dashed: with
         ax.set_xlabel("number of labels" if x == "n_labels" else x.replace("_", " "))
         ax.grid(alpha=0.3)
     ncols_used = max(1, min(ncols, len(keys)))

@@ -84,9 +84,10 @@ def test_learning_curves_one_panel_per_strategy():
     assert_legible(fig)
     axes = visible_axes(fig)
     assert [ax.get_title() for ax in axes] == ["dean", "random", "bald", "entropy"]
-    for ax in axes:
+    for ax in axes:  # each panel: the strategy and its +denoise twin
         labels = ax.get_legend_handles_labels()[1]
         assert len(labels) == 2 and labels[1].endswith("+denoise (n=3)")
+    assert axes[0].get_legend() is not None  # one legend says which line is which
     with pytest.raises(ValueError, match="by must be"):
         plots.learning_curves(df, by="seed")
 
