@@ -21,6 +21,8 @@ SANITIZE_FILE = Path(__file__).with_name("nbval_sanitize.cfg")
 
 def pytest_configure(config: pytest.Config) -> None:
     """Default ``--nbval-sanitize-with`` to this folder's sanitize file (absolute path)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the kernels nbval starts
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", "1"
+    )  # inherited by the kernels nbval starts
     if getattr(config.option, "nbval_sanitize_with", "missing") is None:
         config.option.nbval_sanitize_with = str(SANITIZE_FILE)

@@ -1,0 +1,174 @@
+"""The book's figures are legible in its 688-px column: at most ``plots.MAX_WIDTH`` inches
+wide (shown at 100 dpi, so not scaled down), no text under ``plots.MIN_FONT`` points, one
+axes per panel and the labels a reader needs (issue 13)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.text import Text
+
+from dean_nb import oracle, plots
+
+WIDTH = 8.0  # the issue's bound: about 8 in at 100 dpi
+
+
+def texts(fig):
+    """Every visible, non-empty text of a drawn figure (titles, labels, ticks, legends)."""
+    fig.canvas.draw()
+    found = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return [t for t in found if t.get_window_extent().width > 0]
+
+
+def assert_legible(fig):
+    width, _ = fig.get_size_inches()
+    assert width <= plots.MAX_WIDTH + 1e-9 <= WIDTH
+    small = [(t.get_text(), t.get_fontsize()) for t in texts(fig) if t.get_fontsize() < 9]
+    assert not small, f"text under 9 pt: {small[:5]}"
+
+
+def visible_axes(fig):
+    return [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+
+
+def frame(epsilons=(0.0, 0.1, 0.3), strategies=("random", "bald", "dean"), denoise=False):
+    rows = []
+    for eps in epsilons:
+        for s in strategies:
+            for d in (False, True) if denoise else (False,):
+                method = s + ("+denoise" if d else "")
+                for seed in range(3):
+                    for step, n in enumerate((20, 40, 60)):
+                        acc = 0.5 + 0.1 * step - eps / 2 + 0.01 * seed + 0.02 * d
+                        rows.append(
+                            dict(
+                                dataset="digits",
+                                epsilon=eps,
+                                method=method,
+                                strategy=s,
+                                denoise=d,
+                                seed=seed,
+                                step=step,
+                                n_labels=n,
+                                test_accuracy=acc,
+                                sigma=0.4 - 0.1 * step,
+                            )
+                        )
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("curves", [plots.learning_curves, plots.uncertainty_curves])
+def test_band_curves_stack_noise_levels_into_a_grid(curves):
+    fig = curves(frame())
+    assert_legible(fig)
+    axes = visible_axes(fig)
+    assert len(axes) == 3  # one panel per noise level, the fourth cell holds the legend
+    assert {ax.get_title() for ax in axes} == {"noise free (ε = 0)", "ε = 0.1", "ε = 0.3"}
+    assert all(ax.get_xlabel() == "number of labels" for ax in axes)
+    assert axes[0].get_ylabel()
+    legend_texts = [
+        t.get_text() for leg in fig.findobj(matplotlib.legend.Legend) for t in leg.texts
+    ]
+    assert {"random (n=3)", "bald (n=3)", "dean (n=3)"} <= set(legend_texts)
+
+
+def test_learning_curves_one_panel_per_strategy():
+    df = frame(epsilons=(0.3,), strategies=("random", "bald", "entropy", "dean"), denoise=True)
+    fig = plots.learning_curves(df, by="strategy", ncols=2)
+    assert_legible(fig)
+    axes = visible_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["dean", "random", "bald", "entropy"]
+    for ax in axes:  # each panel: the strategy and its +denoise twin
+        labels = ax.get_legend_handles_labels()[1]
+        assert len(labels) == 2 and labels[1].endswith("+denoise (n=3)")
+    assert axes[0].get_legend() is not None  # one legend says which line is which
+    with pytest.raises(ValueError, match="by must be"):
+        plots.learning_curves(df, by="seed")
+
+
+def test_channel_heatmaps_annotated_ten_classes():
+    t = oracle.symmetric_channel(10, 0.3)
+    fig = plots.channel_heatmaps(t, torch.eye(10, dtype=torch.float64), titles=("T", "W"))
+    assert_legible(fig)
+    heat = [ax for ax in fig.axes if ax.get_title() in ("T", "W")]
+    assert len(heat) == 2
+    assert heat[0].get_xlabel() == "true class y" and heat[0].get_ylabel()
+    values = {t.get_text() for t in heat[0].texts}
+    assert values == {".70", ".03"}  # three characters, 9 pt
+
+
+def test_image_grid_and_noisy_examples():
+    images = torch.rand(20, 1, 8, 8)
+    fig = plots.image_grid(images, [str(i % 10) for i in range(20)], title="twenty")
+    assert_legible(fig)
+    assert sum(ax.images != [] for ax in fig.axes) == 20
+    truth, answers = torch.arange(24) % 10, (torch.arange(24) % 10).roll(1)
+    fig = plots.noisy_label_examples(
+        oracle.symmetric_channel(10, 0.2), torch.rand(24, 1, 8, 8), truth, answers, title="ε"
+    )
+    assert_legible(fig)
+    assert sum(ax.images != [] for ax in fig.axes) == 25  # the heatmap and 24 images
+
+
+def test_chapter2_grids_have_one_row_per_case():
+    gen = np.random.default_rng(0)
+    sizes = (20, 50, 200, 800)
+    entropy = {n: gen.random(100) for n in sizes}
+    bald = {n: gen.random(100) / 2 for n in sizes}
+    fig = plots.score_grid(entropy, bald, title="scores", max_entropy=np.log(10))
+    assert_legible(fig)
+    assert len(visible_axes(fig)) == 8
+    assert all(ax.get_ylabel() for ax in fig.axes)
+    estimates = {
+        (n, t): (gen.random(50), gen.random(50), 0.5) for t in (2, 10, 50, 200) for n in (20, 800)
+    }
+    fig = plots.bald_stability(estimates)
+    assert_legible(fig)
+    assert len(visible_axes(fig)) == 8
+    assert fig.axes[0].get_title() == "20 labels, T = 2: Spearman 0.50"
+
+
+def test_chapter3_maps_and_diversity():
+    gen = np.random.default_rng(0)
+    xy, classes = gen.random((100, 2)), gen.integers(0, 10, 100)
+    panels = {f"β = {b}": (np.arange(5) + b, np.arange(5)) for b in range(5)}
+    panels["top-b"] = (np.arange(5), None)
+    fig = plots.pick_maps(xy, classes, np.arange(10), panels)
+    assert_legible(fig)
+    assert [ax.get_title() for ax in visible_axes(fig)] == list(panels)
+    table = pd.DataFrame(
+        gen.random((4, 4)), columns=["clusters", "classes", "nearest pick", "BALD"]
+    )
+    fig = plots.diversity_panels(table, ["0", "1", "∞"], baseline="top-20 BALD")
+    assert_legible(fig)
+    assert [ax.get_title() for ax in visible_axes(fig)] == list(table.columns)
+
+
+def test_chapter4_trajectories_and_sweep():
+    epochs = np.arange(5, 55, 5)
+    styles = {"no channel": "k-", "projected W": "C3-"}
+    curve = {v: np.linspace(60, 90, 10) for v in styles}
+    fig = plots.training_trajectories(
+        epochs,
+        curve,
+        curve,
+        {"projected W": (epochs, np.linspace(1, 0.4, 10))},
+        styles,
+        references=[(0.7, {"c": "C2", "ls": "--", "label": "true channel"})],
+    )
+    assert_legible(fig)
+    assert len(visible_axes(fig)) == 3 and all(ax.get_ylabel() for ax in fig.axes)
+    eps = (0.0, 0.1, 0.2, 0.3, 0.4)
+    summary = pd.DataFrame({v: np.linspace(0.9, 0.7, 5) for v in styles}, index=eps)
+    fig = plots.noise_sweep(
+        {e: curve for e in eps}, summary, epochs=epochs, last_epoch=50, styles=styles
+    )
+    assert_legible(fig)
+    axes = visible_axes(fig)
+    assert len(axes) == 6 and axes[-1].get_title() == "after 50 epochs"
