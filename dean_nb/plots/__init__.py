@@ -1,0 +1,56 @@
+"""Figures of the results chapters: learning curves, channel heatmaps, uncertainty curves.
+
+Every function takes data (the tidy frame of :func:`dean_nb.experiment.load_results`, or
+tensors) and returns a new :class:`matplotlib.figure.Figure`. Nothing touches pyplot's global
+state and nothing is shown: a notebook displays the returned figure, a script saves it with
+``fig.savefig(path)``.
+
+- :func:`learning_curves`: test accuracy against the number of labels, mean +/- one standard
+  deviation over seeds, one line per method (strategy, ``+denoise`` dashed), one panel per
+  noise level (the paper's Fig. 2, 3, 7-10).
+- :func:`channel_heatmaps`: the oracle's channel next to the one the denoising layer learned,
+  values written in the cells (section 4.2, Fig. 5b).
+- :func:`uncertainty_curves`: the model uncertainty sigma per step, with and without
+  denoising (the paper's Table 1 and Fig. 7, 10).
+- :func:`image_grid`, :func:`noisy_label_examples`: images with their labels (chapter 1).
+- :func:`score_grid`, :func:`bald_stability`: BALD against entropy per labelled-set size, and
+  two MC estimates of BALD against each other (chapter 2).
+- :func:`pick_maps`, :func:`diversity_panels`: annealed batches on a 2-D map of the pool, and
+  their diversity against beta (chapter 3).
+- :func:`training_trajectories`, :func:`noise_sweep`: the denoising layer along training and
+  across noise levels (chapter 4).
+
+Every figure fits the book's 688-px column: at most :data:`MAX_WIDTH` inches wide at 100 dpi,
+so it is shown at its own size, and no text smaller than :data:`MIN_FONT` points. Wide rows
+of panels are stacked into grids of at most two or three columns.
+"""
+
+from .illustrations import (
+    bald_stability,
+    diversity_panels,
+    image_grid,
+    noise_sweep,
+    noisy_label_examples,
+    pick_maps,
+    score_grid,
+    training_trajectories,
+)
+from .results import channel_heatmaps, learning_curves, uncertainty_curves
+from .style import MAX_WIDTH, MIN_FONT, method_style
+
+__all__ = [
+    "MAX_WIDTH",
+    "MIN_FONT",
+    "bald_stability",
+    "channel_heatmaps",
+    "diversity_panels",
+    "image_grid",
+    "learning_curves",
+    "method_style",
+    "noise_sweep",
+    "noisy_label_examples",
+    "pick_maps",
+    "score_grid",
+    "training_trajectories",
+    "uncertainty_curves",
+]

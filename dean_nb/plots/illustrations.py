@@ -1,0 +1,287 @@
+"""Figures that illustrate one idea of a chapter: images, scores, annealed picks, training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .style import FONT, MAX_WIDTH, SMALL, as_matrix, heatmap, panel_grid
+
+__all__ = [
+    "bald_stability",
+    "diversity_panels",
+    "image_grid",
+    "noise_sweep",
+    "noisy_label_examples",
+    "pick_maps",
+    "score_grid",
+    "training_trajectories",
+]
+
+
+def _as_image(image) -> np.ndarray:
+    """(C, H, W) tensor or array -> (H, W) or (H, W, C) array for imshow."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = np.moveaxis(image, 0, -1)
+        if image.shape[-1] == 1:
+            image = image[..., 0]
+    return image
+
+
+def image_grid(
+    images,
+    titles: Sequence[str],
+    *,
+    cols: int = 10,
+    colors: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A grid of images (N, C, H, W), each with a short title (its label) above it.
+
+    ``cols`` images per row, as many rows as needed; the figure is :data:`MAX_WIDTH` wide
+    at ten columns. Chapter 1 shows the initial labelled set with it, chapter 3 two batches.
+    """
+    n = len(images)
+    if len(titles) != n:
+        raise ValueError(f"{n} images but {len(titles)} titles")
+    rows = max(1, -(-n // cols))
+    size = min(MAX_WIDTH / cols, 0.9)
+    fig = Figure(figsize=(size * cols, 1.3 * size * rows + (0.35 if title else 0.0)))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < n:
+            picture = _as_image(images[i])
+            ax.imshow(picture, cmap="gray_r" if picture.ndim == 2 else None)
+            colour = "black" if colors is None else colors[i]
+            ax.set_title(titles[i], fontsize=SMALL, color=colour, pad=2)
+    if title:
+        fig.suptitle(title, fontsize=FONT)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, hspace=0.45, wspace=0.1)
+    return fig
+
+
+def noisy_label_examples(channel, images, truth, answers, *, title: str, cols: int = 6) -> Figure:
+    """A channel's heatmap beside images with their true and returned labels (chapter 1).
+
+    Flipped answers (``answers != truth``) are written in red as ``true -> returned``.
+    """
+    matrix = as_matrix("channel", channel)
+    truth = [int(v) for v in truth]
+    answers = [int(v) for v in answers]
+    n = len(images)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(MAX_WIDTH, 3.6), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1, 1.5])
+    ax = left.subplots()
+    heatmap(ax, matrix, [str(i) for i in range(matrix.shape[0])], False, "Blues", True)
+    ax.set_title(title, fontsize=FONT)
+    axes = right.subplots(rows, cols, squeeze=False)
+    flipped = 0
+    for i, sub in enumerate(axes.flat):
+        sub.set_axis_off()
+        if i < n:
+            sub.imshow(_as_image(images[i]), cmap="gray_r")
+            wrong = truth[i] != answers[i]
+            flipped += wrong
+            sub.set_title(
+                f"{truth[i]}→{answers[i]}", fontsize=SMALL, color="red" if wrong else "black"
+            )
+    right.suptitle(f"true → returned ({flipped} of {n} flipped)", fontsize=FONT)
+    return fig
+
+
+def score_grid(entropy, bald, *, title: str | None = None, max_entropy: float | None = None):
+    """BALD against predictive entropy, and BALD's histogram, one row per labelled-set size.
+
+    Args:
+        entropy, bald: dicts ``{labels: scores (N,)}`` with the same keys (chapter 2).
+        max_entropy: draws the line BALD = entropy up to it (``log K``).
+    """
+    sizes = list(bald)
+    fig = Figure(figsize=(MAX_WIDTH, 2.0 * len(sizes) + 0.4), layout="constrained")
+    axes = fig.subplots(len(sizes), 2, sharex="col", sharey="col", squeeze=False)
+    top = max(float(np.max(np.asarray(bald[n]))) for n in sizes)
+    bins = np.linspace(0, top, 30)
+    for row, n in enumerate(sizes):
+        e, b = np.asarray(entropy[n]), np.asarray(bald[n])
+        left, right = axes[row]
+        left.scatter(e, b, s=5, alpha=0.5)
+        if max_entropy is not None:
+            left.plot([0, max_entropy], [0, max_entropy], color="black", ls=":", lw=1)
+        left.set(ylim=(0, 1.05 * top))
+        left.set_ylabel(f"{n} labels\nBALD (nats)")
+        right.hist(b, bins=bins, color="C3", alpha=0.8)
+        right.set_ylabel("pool images")
+    axes[-1, 0].set_xlabel("predictive entropy (nats)")
+    axes[-1, 1].set_xlabel("BALD (nats)")
+    if title:
+        fig.suptitle(title, fontsize=FONT)
+    return fig
+
+
+def bald_stability(estimates, *, title: str | None = None) -> Figure:
+    """Two independent MC estimates of BALD plotted against each other, one panel per case.
+
+    Args:
+        estimates: ``{(labels, T): (first (N,), second (N,), spearman)}``; the panels are
+            laid out with one column per labelled-set size and one row per ``T``.
+    """
+    sizes = list(dict.fromkeys(n for n, _ in estimates))
+    ts = list(dict.fromkeys(t for _, t in estimates))
+    fig = Figure(figsize=(min(MAX_WIDTH, 3.2 * len(sizes)), 2.3 * len(ts) + 0.4))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(len(ts), len(sizes), squeeze=False)
+    for (n, t), (one, two, rho) in estimates.items():
+        ax = axes[ts.index(t), sizes.index(n)]
+        one, two = np.asarray(one), np.asarray(two)
+        top = max(float(one.max()), float(two.max()), 1e-3)
+        ax.scatter(one, two, s=5, alpha=0.5)
+        ax.plot([0, top], [0, top], color="black", ls=":", lw=1)
+        ax.set_title(f"{n} labels, T = {t}: Spearman {rho:.2f}", fontsize=SMALL)
+        ax.tick_params(labelsize=SMALL)
+    for ax in axes[-1]:
+        ax.set_xlabel("BALD, first estimate")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("second estimate")
+    if title:
+        fig.suptitle(title, fontsize=FONT)
+    return fig
+
+
+def pick_maps(xy, classes, centroids, panels, *, ncols: int = 2) -> Figure:
+    """Batches on a 2-D map of the pool (chapter 3): one panel per batch.
+
+    Args:
+        xy: ``(N, 2)`` map of the pool (t-SNE of the distance matrix).
+        classes: ``(N,)`` colour of every point (the predicted class).
+        centroids: ``(C,)`` pool indices of the cluster centroids, drawn as ``+``.
+        panels: ``{title: (picks (b,), drawn centroids (b,) or None)}``; a line joins every
+            pick to the centroid it was drawn for.
+    """
+    from matplotlib.collections import LineCollection
+
+    xy = np.asarray(xy)
+    classes = np.asarray(classes)
+    centroids = np.asarray(centroids)
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(MAX_WIDTH, 3.1 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    for ax, (title, (picks, drawn)) in zip(axes, panels.items(), strict=False):
+        picks = np.asarray(picks)
+        ax.scatter(*xy.T, c=classes, cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.25)
+        ax.scatter(*xy[centroids].T, marker="+", c="0.3", s=20, lw=0.8)
+        if drawn is not None:
+            segments = np.stack([xy[np.asarray(drawn)], xy[picks]], axis=1)
+            ax.add_collection(LineCollection(segments, colors="k", linewidths=0.6))
+        ax.scatter(*xy[picks].T, s=36, facecolors="none", edgecolors="red", lw=1.2)
+        ax.set_title(title, fontsize=SMALL)
+        ax.set(xticks=[], yticks=[])
+    return fig
+
+
+def diversity_panels(table, tick_labels: Sequence[str], *, baseline: str) -> Figure:
+    """Batch statistics against beta (chapter 3), one panel per column of ``table``, 2 x 2.
+
+    ``table`` has one row per beta (in order) and a last row for the baseline (top-b BALD),
+    drawn as a dashed line.
+    """
+    columns = list(table.columns)
+    fig, axes, spare = panel_grid(len(columns), 2, 3.3, 2.3, sharey=False)
+    for ax in spare:
+        ax.set_axis_off()
+    x = np.arange(len(table) - 1)
+    for ax, column in zip(axes, columns, strict=True):
+        ax.plot(x, table[column].iloc[:-1], "o-", label="DeAn")
+        ax.axhline(table[column].iloc[-1], ls="--", c="C3", label=baseline)
+        ax.set_xticks(x, list(tick_labels))
+        ax.set_title(column, fontsize=FONT)
+        ax.set_xlabel("β")
+        ax.tick_params(labelsize=SMALL)
+    axes[0].legend(fontsize=SMALL)
+    return fig
+
+
+def training_trajectories(
+    epochs,
+    accuracy: dict,
+    memorised: dict,
+    diagonal: dict,
+    styles: dict,
+    references: Sequence[tuple[Any, dict]] = (),
+) -> Figure:
+    """Accuracy, the channel's diagonal and memorisation along training (chapter 4), 3 rows.
+
+    Args:
+        epochs: ``(E,)`` recorded epochs.
+        accuracy, memorised: ``{variant: (E,) percent}``.
+        diagonal: ``{variant: (xs, ys)}`` mean diagonal of W (only the learned channels).
+        styles: ``{variant: matplotlib format string}``.
+        references: ``(y or (xs, ys), line kwargs with a label)`` drawn in the diagonal
+            panel (the true channel, the uniform channel, a caricature).
+    """
+    fig = Figure(figsize=(MAX_WIDTH, 7.6), layout="constrained")
+    axes = fig.subplots(3, 1, sharex=True)
+    for variant, style in styles.items():
+        axes[0].plot(epochs, accuracy[variant], style, lw=1.2, label=variant)
+        axes[2].plot(epochs, memorised[variant], style, lw=1.2, label=variant)
+        if variant in diagonal:
+            axes[1].plot(*diagonal[variant], style, lw=1.2, label=variant)
+    for ref, kwargs in references:
+        if np.ndim(ref) == 0:
+            axes[1].axhline(ref, **kwargs)
+        else:
+            axes[1].plot(*ref, **kwargs)
+    axes[0].set(ylabel="clean test\naccuracy (%)", ylim=(50, 100))
+    axes[0].set_title("accuracy of the detached network M", fontsize=FONT)
+    axes[1].set(ylabel="mean diagonal\nof W", ylim=(0, 1.05))
+    axes[1].set_title("what the channel learns", fontsize=FONT)
+    axes[2].set(ylabel="flipped labels\npredicted (%)")
+    axes[2].set_title("memorised wrong labels", fontsize=FONT)
+    axes[2].set_xlabel("epoch")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=SMALL, loc="lower left", ncol=2)
+    axes[1].legend(fontsize=SMALL, loc="upper right", ncol=2)
+    return fig
+
+
+def noise_sweep(curves: dict, summary, *, epochs, last_epoch: int, styles: dict) -> Figure:
+    """Accuracy along training per noise level, and at ``last_epoch`` against epsilon.
+
+    Args:
+        curves: ``{epsilon: {variant: (E,) percent}}`` over ``epochs``.
+        summary: frame indexed by epsilon with one column per variant (fractions).
+        styles: ``{variant: matplotlib format string}``.
+    """
+    n = len(curves) + 1
+    fig, axes, spare = panel_grid(n, 3, 2.2, 2.2)
+    for ax in spare:
+        ax.set_axis_off()
+    for ax, (eps, by_variant) in zip(axes, curves.items(), strict=False):
+        for variant, ys in by_variant.items():
+            ax.plot(epochs, ys, styles[variant], label=variant)
+        ax.set_title(f"ε = {eps:g}", fontsize=FONT)
+        ax.set_xlabel("epoch")
+    last = axes[len(curves)]
+    for variant, style in styles.items():
+        last.plot(summary.index, 100 * summary[variant], style[:-1] + "o-", label=variant)
+    last.set_title(f"after {last_epoch} epochs", fontsize=FONT)
+    last.set_xlabel("ε")
+    for i, ax in enumerate(axes):
+        ax.set_ylim(40, 100)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=SMALL, labelleft=True)
+        if i % 3 == 0:
+            ax.set_ylabel("clean test accuracy (%)")
+    axes[0].legend(fontsize=SMALL, loc="lower right")
+    return fig
