@@ -1,6 +1,6 @@
 """Figures of the results chapters: learning curves, channel heatmaps, uncertainty curves.
 
-Every function takes data (the tidy frame of :func:`dean_nb.experiment.load_results`, or
+Every function takes data (the tidy frame of :func:`dean_nb.compare.load_results`, or
 tensors) and returns a new :class:`matplotlib.figure.Figure`. Nothing touches pyplot's global
 state and nothing is shown: a notebook displays the returned figure, a script saves it with
 ``fig.savefig(path)``.
@@ -65,7 +65,7 @@ def _check_frame(df, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in getattr(df, "columns", ())]
     if missing:
         raise ValueError(
-            f"df lacks column(s) {missing}; pass the frame of dean_nb.experiment.load_results"
+            f"df lacks column(s) {missing}; pass the frame of dean_nb.compare.load_results"
         )
     if len(df) == 0:
         raise ValueError("df is empty: no results to plot")
@@ -145,7 +145,7 @@ def learning_curves(
     """Test accuracy vs labels: mean +/- std over seeds per method, one panel per epsilon.
 
     Args:
-        df: tidy results (:func:`dean_nb.experiment.load_results`): needs ``epsilon``,
+        df: tidy results (:func:`dean_nb.compare.load_results`): needs ``epsilon``,
             ``method``, ``test_accuracy`` and the ``x`` column.
         dataset: which dataset to plot when ``df`` holds several.
         x: ``"n_labels"`` (default) or ``"n_acquired"`` (the paper's tables) or ``"step"``.
@@ -232,7 +232,7 @@ def channel_heatmaps(
     Args:
         true: the oracle's channel (tensor, array or nested lists).
         learned: the denoising layer's ``W`` (e.g. ``NoisyChannel.matrix`` or a
-            :class:`~dean_nb.experiment.StepRecord`'s ``channel``).
+            :class:`~dean_nb.records.StepRecord`'s ``channel``).
         class_names: tick labels (default ``0 .. K-1``).
         annotate: write each value in its cell (default: when ``K <= 12``).
         titles: the two panel titles.
