@@ -18,6 +18,7 @@ The console script ``dean-nb`` is the same program.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shlex
 import signal
@@ -26,6 +27,22 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from . import strategies
+from .compare import (
+    SkippedRecordWarning,
+    claims_table,
+    format_claims,
+    format_summary,
+    load_results,
+    paper_claims,
+    summary_table,
+    uncertainty_table,
+)
+from .config import DENOISE_SUFFIX, PRESETS, ExperimentConfig, method_label, parse_override
+from .data import DATASETS
+from .grid import default_executor, make_grid, result_path, run_grid
+from .plots import learning_curves, uncertainty_curves
 
 __all__ = ["build_parser", "main", "parse_epsilons", "parse_seeds", "parse_strategies"]
 
@@ -86,9 +103,6 @@ def parse_epsilons(text: str) -> list[float]:
 
 def parse_strategies(text: str) -> list[str]:
     """``"dean,dean+denoise,bald"`` -> names, each registered (optionally with ``+denoise``)."""
-    from . import strategies
-    from .experiment import DENOISE_SUFFIX
-
     names = [p.strip().lower() for p in text.split(",") if p.strip()]
     known = strategies.available()
     if not names:
@@ -104,8 +118,7 @@ def parse_strategies(text: str) -> list[str]:
 
 
 def _parse_override(text: str):
-    from .experiment import parse_override
-
+    """:func:`dean_nb.config.parse_override` with argparse's error type."""
     try:
         return parse_override(text)
     except ValueError as err:
@@ -117,9 +130,6 @@ def _parse_override(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``run`` / ``report`` argument parser."""
-    from .data import DATASETS
-    from .experiment import PRESETS
-
     parser = argparse.ArgumentParser(
         prog="python -m dean_nb",
         description=(
@@ -260,8 +270,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    from .experiment import DENOISE_SUFFIX, PRESETS, ExperimentConfig, make_grid
-
     preset = args.preset
     if preset is None:
         preset = next((p for p, table in PRESETS.items() if args.dataset in table), None)
@@ -312,13 +320,11 @@ def _writable_folder_problem(path: Path, flag: str) -> str | None:
 
 
 def _start_process_pool(workers: int):
-    """:func:`dean_nb.experiment.default_executor` with its worker processes started now,
+    """:func:`dean_nb.grid.default_executor` with its worker processes started now,
     with SIGINT ignored: a Ctrl-C in the terminal (sent to the whole process group) then
     reaches only this process, which stops the workers itself, instead of every worker
     printing its own ``KeyboardInterrupt`` traceback. (Python keeps an ignored SIGINT
     ignored in the children it starts; a process pool starts its workers on ``submit``.)"""
-    from .experiment import default_executor
-
     pool = default_executor(workers)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -332,16 +338,12 @@ def _start_process_pool(workers: int):
 def _stop_process_pool(pool) -> None:
     """Stop the workers of :func:`_start_process_pool` now (their runs are lost; finished runs
     are on disk) and release the pool."""
-    import multiprocessing
-
     for child in multiprocessing.active_children():
         child.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .experiment import result_path, run_grid
-
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     configs = _configs(args, parser)
@@ -417,17 +419,6 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import pandas as pd
 
-    from .compare import format_claims
-    from .experiment import (
-        SkippedRecordWarning,
-        format_summary,
-        load_results,
-        method_label,
-        summary_table,
-        uncertainty_table,
-    )
-    from .plots import learning_curves, uncertainty_curves
-
     if not 0.0 <= args.margin < 1.0:
         parser.error(f"--margin must lie in [0, 1), got {args.margin}")
     for flag in ("early", "late"):
@@ -501,8 +492,6 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def _claims(df, args: argparse.Namespace, parser: argparse.ArgumentParser):
     """The claims table of one dataset's runs, or ``None`` when no DeAn run is there."""
-    from .compare import claims_table, paper_claims
-
     if "dean" not in set(df["method"]):
         return None
     acquired = sorted(n for n in df["n_acquired"].unique() if n > 0)

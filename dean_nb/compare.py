@@ -1,7 +1,15 @@
-"""Comparing methods seed by seed: paired accuracy gaps and the paper's three claims.
+"""Results: the tidy frame of a results folder, its tables, and comparing methods seed by seed.
 
-Chapter 6 (Fashion-MNIST at the paper's scale) and ``python -m dean_nb report`` judge the paper's
-claims about its learning curves (Gupta et al. 2019, section 5 and Fig. 2) on our run records:
+Chapters 5 and 6 and ``python -m dean_nb report``. :func:`load_results` reads every run record
+of a folder (:mod:`dean_nb.records`) into one tidy :class:`pandas.DataFrame`, one row per run x
+step (:data:`RESULT_COLUMNS`); :func:`config_id` tells repeats of one configuration (which may
+be averaged) from other configurations (which are labelled apart, never mixed).
+:func:`summary_table` gives the paper's Table-2 view (mean +/- std test accuracy over seeds at
+each number of labels), :func:`format_summary` its text cells, and :func:`uncertainty_table` the
+Table-1 view (mean sigma per step).
+
+The rest judges the paper's claims about its learning curves (Gupta et al. 2019, section 5 and
+Fig. 2) on those records:
 
 1. *cold start*: DeAn does no worse than random sampling after the first acquisition;
 2. *later*: DeAn does no worse than the better of BALD and entropy at the end of the run;
@@ -11,28 +19,275 @@ At a given seed every strategy starts from the same split, initial network and o
 (the package draws them from the seed, not from the strategy), so two methods are compared on
 the seeds both have: the gap is the mean of the per-seed differences and its standard error is
 their sample std over sqrt(n), usually much smaller than the methods' own std bands.
-
-Everything here is a small function over the tidy frame of
-:func:`dean_nb.experiment.load_results` (one row per run x step).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import LOCATION_FIELDS, ExperimentConfig
+from .records import RunResult, load_run
 
 __all__ = [
     "PAPER_MNIST_ACCURACY",
+    "RESULT_COLUMNS",
     "Claim",
     "PairedGap",
+    "SkippedRecordWarning",
     "claims_table",
+    "config_id",
     "format_claims",
+    "format_summary",
+    "load_results",
     "paired_gap",
     "paper_claims",
     "paper_gap",
+    "summary_table",
+    "uncertainty_table",
     "verdict",
 ]
+
+
+# --------------------------------------------------------------------------- the tidy frame
+
+
+#: Columns of :func:`load_results`, in order.
+RESULT_COLUMNS: tuple[str, ...] = (
+    "dataset",
+    "strategy",
+    "denoise",
+    "method",
+    "epsilon",
+    "seed",
+    "step",
+    "n_labels",
+    "n_acquired",
+    "test_accuracy",
+    "sigma",
+    "beta",
+    "wall_time",
+    "run",
+    "config_id",
+)
+
+# Fields in which the runs averaged in one row of a table may differ: the seed (the repeats)
+# and where and how verbosely a run happened.
+_REPEAT_FIELDS = ("seed", *LOCATION_FIELDS)
+
+
+class SkippedRecordWarning(UserWarning):
+    """:func:`load_results` skipped a JSON file that is not a readable run record."""
+
+
+def config_id(config: ExperimentConfig) -> str:
+    """A short hash of everything a run computes except its seed (10 hex digits).
+
+    Runs with the same ``config_id`` are repeats of one configuration and may be averaged;
+    it ignores the seed and the fields :func:`run_key` ignores (``root``, ``device``,
+    ``num_threads``, ``quiet``, ``download``).
+    """
+    payload = config.computed_fields()
+    del payload["seed"]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _show(field_value: Any) -> str:
+    """A config value as a label shows it: ``5``, ``0.0005``, ``none``, ``{"linkage":"average"}``."""
+    if field_value is None:
+        return "none"
+    if isinstance(field_value, dict):
+        return json.dumps(field_value, sort_keys=True, separators=(",", ":"))
+    return repr(field_value) if isinstance(field_value, float) else str(field_value)
+
+
+def _method_labels(configs: dict[str, ExperimentConfig]) -> dict[str, str]:
+    """``config_id -> method label``: the method name, or, where one (dataset, method, epsilon)
+    has several configurations, the name with the fields that differ, ``dean [epochs=5]``."""
+    groups: dict[tuple[str, str, float], list[str]] = {}
+    for cid, cfg in configs.items():
+        groups.setdefault((cfg.dataset, cfg.method, cfg.epsilon), []).append(cid)
+    labels: dict[str, str] = {}
+    for (_, method, _), ids in groups.items():
+        if len(ids) == 1:
+            labels[ids[0]] = method
+            continue
+        values = {cid: configs[cid].to_dict() for cid in ids}
+        differing = [
+            f.name
+            for f in dataclasses.fields(ExperimentConfig)
+            if f.name not in _REPEAT_FIELDS
+            and len({json.dumps(v[f.name], sort_keys=True) for v in values.values()}) > 1
+        ]
+        for cid in ids:
+            shown = ", ".join(f"{name}={_show(values[cid][name])}" for name in differing)
+            labels[cid] = f"{method} [{shown}]"
+    return labels
+
+
+def _record_rows(result: RunResult, path: Path, cid: str) -> list[dict[str, Any]]:
+    """The rows of one run in :func:`load_results`; ``ValueError`` if a step is malformed."""
+    cfg = result.config
+    n0 = result.steps[0].n_labels if result.steps else 0
+    try:
+        return [
+            {
+                "dataset": cfg.dataset,
+                "strategy": cfg.strategy,
+                "denoise": cfg.denoise,
+                "method": cfg.method,
+                "epsilon": cfg.epsilon,
+                "seed": cfg.seed,
+                "step": int(s.step),
+                "n_labels": int(s.n_labels),
+                "n_acquired": int(s.n_labels) - int(n0),
+                "test_accuracy": float(s.test_accuracy),
+                "sigma": float(s.sigma),
+                "beta": math.nan if s.beta is None else float(s.beta),
+                "wall_time": float(s.wall_time),
+                "run": path.stem,
+                "config_id": cid,
+            }
+            for s in result.steps
+        ]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} has a malformed step ({err})") from None
+
+
+def load_results(out_dir: str | os.PathLike[str]):
+    """Every run JSON in ``out_dir`` as a tidy ``pandas.DataFrame``: one row per run x step.
+
+    Columns: :data:`RESULT_COLUMNS`. ``method`` is ``strategy`` or ``strategy+denoise``;
+    ``n_acquired`` counts labels beyond the initial set; ``beta`` is NaN where undefined;
+    ``run`` is the file stem; ``config_id`` (:func:`config_id`) is equal for runs that differ
+    only in their seed (and where they ran).
+
+    Runs of different configurations are never mixed: where one (dataset, method, epsilon)
+    has runs of several configurations (say ``dean`` with 50 and with 5 epochs), their
+    ``method`` is labelled with the fields that differ (``dean [epochs=5]``,
+    ``dean [epochs=50]``), so every table and figure shows them apart.
+
+    Temporary files of an interrupted write are ignored; a file that is not a readable run
+    record (truncated, not JSON, JSON without ``config``) is skipped with a
+    :class:`SkippedRecordWarning` naming it.
+    """
+    import pandas as pd
+
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"results folder {folder} {what}")
+    rows: list[dict[str, Any]] = []
+    configs: dict[str, ExperimentConfig] = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            result = load_run(path)
+            cid = config_id(result.config)
+            rows += _record_rows(result, path, cid)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{err}; skipped it", SkippedRecordWarning, stacklevel=2)
+            continue
+        configs.setdefault(cid, result.config)
+    labels = _method_labels(configs)
+    for row in rows:
+        row["method"] = labels[row["config_id"]]
+    df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    return df.astype(
+        {
+            "denoise": bool,
+            "epsilon": float,
+            "seed": int,
+            "step": int,
+            "n_labels": int,
+            "n_acquired": int,
+            "test_accuracy": float,
+            "sigma": float,
+            "beta": float,
+            "wall_time": float,
+        }
+    )
+
+
+def summary_table(df, value: str = "test_accuracy"):
+    """Mean, std and count of ``value`` over seeds per (dataset, strategy, denoise, epsilon, n_labels).
+
+    The paper's Table 2 layout in long form. ``std`` is the sample standard deviation
+    (``ddof=1``; NaN for a single seed). Returns a DataFrame with columns ``dataset, strategy,
+    denoise, method, epsilon, n_labels, mean, std, n``.
+
+    Raises:
+        ValueError: ``df`` has a ``config_id`` column and one (dataset, method, epsilon) row
+            would average runs of several configurations (e.g. frames of two folders
+            concatenated); :func:`load_results` labels such runs apart within one folder.
+    """
+    keys = ["dataset", "strategy", "denoise", "method", "epsilon", "n_labels"]
+    missing = [c for c in [*keys, value] if c not in df.columns]
+    if missing:
+        raise ValueError(f"df lacks column(s) {missing}; pass the frame of load_results")
+    if "config_id" in df.columns:
+        per_row = df.groupby(["dataset", "method", "epsilon"], sort=True)["config_id"].nunique()
+        mixed = per_row[per_row > 1]
+        if not mixed.empty:
+            where = "; ".join(f"{d} {m} at epsilon {e:g}" for d, m, e in mixed.index)
+            raise ValueError(
+                f"df mixes runs of several configurations under one method name ({where}); "
+                "average only repeats of one configuration: load one folder with "
+                "load_results (it labels the configurations apart) or filter on config_id"
+            )
+    grouped = df.groupby(keys, sort=True)[value]
+    out = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    return out
+
+
+def uncertainty_table(df):
+    """Mean sigma over seeds per (dataset, method, epsilon, step): the paper's Table 1 view.
+
+    Rows: (dataset, epsilon, method); columns: the step number; values: mean sigma.
+    """
+    missing = [c for c in ("dataset", "epsilon", "method", "step", "sigma") if c not in df.columns]
+    if missing:
+        raise ValueError(f"df lacks column(s) {missing}; pass the frame of load_results")
+    return df.pivot_table(
+        index=["dataset", "epsilon", "method"], columns="step", values="sigma", aggfunc="mean"
+    )
+
+
+def format_summary(summary, *, percent: bool = True, digits: int = 2):
+    """Table-2 text cells: ``"mean ± std"`` per (dataset, epsilon, method) row and n_labels column.
+
+    Args:
+        summary: the frame of :func:`summary_table`.
+        percent: show accuracies in percent.
+        digits: decimals.
+
+    Returns:
+        A DataFrame of strings indexed by (dataset, epsilon, method), columns = n_labels.
+    """
+    scale = 100.0 if percent else 1.0
+
+    def cell(row) -> str:
+        mean = row["mean"] * scale
+        if row["n"] < 2 or math.isnan(row["std"]):
+            return f"{mean:.{digits}f}"
+        return f"{mean:.{digits}f} ± {row['std'] * scale:.{digits}f}"
+
+    table = summary.assign(cell=summary.apply(cell, axis=1))
+    wide = table.pivot(index=["dataset", "epsilon", "method"], columns="n_labels", values="cell")
+    wide.columns.name = "n_labels"
+    return wide.fillna("")
+
+
+# ------------------------------------------------------------ paired gaps and the paper's claims
 
 # Gupta et al. (2019), MNIST, b = 200 from 40 initial labels, mean of 20 runs, read from their
 # curves (Fig. 2, 3; appendix Table 2 agrees to a few tenths): (epsilon, method) -> accuracy at
@@ -107,7 +362,7 @@ def paired_gap(
     """Per-seed gap of ``method`` against the best of ``baselines`` at one point of the curves.
 
     Args:
-        df: the frame of :func:`dean_nb.experiment.load_results` (one dataset).
+        df: the frame of :func:`load_results` (one dataset).
         method: e.g. ``"dean"`` or ``"dean+denoise"``.
         baselines: candidate baselines; the one with the highest mean accuracy over its seeds
             at this point is used (those without records are skipped).

@@ -1,6 +1,6 @@
 """Re-make a stored run and check that it came from this library (chapter "Experiments").
 
-A run record (:class:`dean_nb.experiment.RunResult`) is re-made from its configuration and
+A run record (:class:`dean_nb.records.RunResult`) is re-made from its configuration and
 compared with the stored one. How closely depends on where the replay runs:
 
 * **exact**, when this machine is of the kind that made the record (the same CPU model, the
@@ -29,7 +29,9 @@ from typing import Any
 
 import torch
 
-from .experiment import ExperimentConfig, RunResult, oracle_answers, provenance
+from .config import ExperimentConfig
+from .loop import oracle_answers
+from .records import RunResult, provenance
 from .runtime import resolve_device
 
 __all__ = [
@@ -143,13 +145,13 @@ def check_replay(
     """Compare a re-made run with its record; raise :class:`ReplayMismatch` where they differ.
 
     Args:
-        stored: the record (:class:`dean_nb.experiment.RunResult`), e.g. from ``load_run``.
+        stored: the record (:class:`dean_nb.records.RunResult`), e.g. from ``load_run``.
         fresh: the same configuration re-made with ``run_active_learning``.
         mode: ``"exact"``, ``"tolerant"`` or ``"auto"`` (:func:`replay_mode` of the record's
             provenance and the re-made run's device).
         tolerances: overrides of :data:`DEFAULT_TOLERANCES` for the tolerant check.
         answers: ``(N_train,)`` the oracle's answer for every training image
-            (:func:`dean_nb.experiment.oracle_answers`); ``None`` computes it from the config.
+            (:func:`dean_nb.loop.oracle_answers`); ``None`` computes it from the config.
 
     Returns:
         A :class:`ReplayReport`.

@@ -1,4 +1,4 @@
-"""Per-step checkpoints (dean_nb.experiment): a killed run resumes from its last finished step.
+"""Per-step checkpoints (dean_nb.loop): a killed run resumes from its last finished step.
 
 Properties: a run interrupted after step k and resumed from its checkpoint gives the record of
 an uninterrupted run (selections, accuracies, sigma, beta, channel: everything but wall times
@@ -15,15 +15,11 @@ import json
 import pytest
 import torch
 
-from dean_nb import experiment
-from dean_nb.experiment import (
-    ExperimentConfig,
-    RunResult,
-    checkpoint_path,
-    result_path,
-    run_active_learning,
-    run_grid,
-)
+from dean_nb import loop
+from dean_nb.config import ExperimentConfig
+from dean_nb.grid import checkpoint_path, result_path, run_grid
+from dean_nb.loop import run_active_learning
+from dean_nb.records import RunResult
 
 SMALL = dict(epochs=2, n_steps=3, acquisition_size=10, n_mc_samples=3, quiet=True)
 
@@ -57,13 +53,13 @@ def stop_after(step: int):
 
 def count_trainings(monkeypatch) -> list[int]:
     steps: list[int] = []
-    real = experiment.train_step_model
+    real = loop.train_step_model
 
     def spy(config, x, y, num_classes, step, device):
         steps.append(step)
         return real(config, x, y, num_classes, step, device)
 
-    monkeypatch.setattr(experiment, "train_step_model", spy)
+    monkeypatch.setattr(loop, "train_step_model", spy)
     return steps
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dean_nb import experiment, strategies
+from dean_nb import grid, strategies
 from dean_nb.__main__ import build_parser, main, parse_epsilons, parse_seeds
 
 TINY = ["--override", "epochs=2", "n_steps=1", "acquisition_size=10", "n_mc_samples=3"]
@@ -166,7 +166,7 @@ def test_help_explains_every_flag(capsys):
     ],
 )
 def test_bad_input_gives_a_clear_error(args, message, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(experiment, "run_active_learning", _no_compute)
+    monkeypatch.setattr(grid, "run_active_learning", _no_compute)
     code = main(["run", "--out", str(tmp_path), *args])
     assert code == 2
     err = capsys.readouterr().err
@@ -248,7 +248,7 @@ def test_an_unwritable_out_is_found_before_any_compute(kind, tmp_path, capsys, m
         out = tmp_path / "locked"
         out.mkdir()
         out.chmod(0o500)
-    monkeypatch.setattr(experiment, "run_active_learning", _no_compute)
+    monkeypatch.setattr(grid, "run_active_learning", _no_compute)
     assert main(["run", "--strategies", "random", "--out", str(out), "--quiet", *TINY]) == 2
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
@@ -258,7 +258,7 @@ def test_an_unwritable_out_is_found_before_any_compute(kind, tmp_path, capsys, m
     assert captured.out == ""
 
 
-def test_report_path_errors_are_one_line(tmp_path, capsys):
+def test_report_path_errors_are_one_line(tmp_path, capsys, write_record):
     proc = cli("report", str(tmp_path / "nope"))
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
@@ -269,26 +269,15 @@ def test_report_path_errors_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"python -m dean_nb: error: results folder {tmp_path / 'a_file'} is a file, not a folder"
     ]
-    _fake_record(tmp_path / "runs", 0.5, strategy="random")
+    write_record(tmp_path / "runs", 0.5, strategy="random")
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "a_file")]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"python -m dean_nb: error: --out {tmp_path / 'a_file'} is a file, not a folder"
     ]
 
 
-def _fake_record(folder: Path, accuracy: float, **overrides) -> Path:
-    """A finished two-step run's record, written without training."""
-    config = experiment.ExperimentConfig.preset("digits", "quick", **overrides)
-    steps = [
-        experiment.StepRecord(step=t, n_labels=20 + 20 * t, test_accuracy=accuracy, sigma=0.3)
-        for t in range(2)
-    ]
-    result = experiment.RunResult(config=config, steps=steps)
-    return result.to_json(experiment.result_path(config, folder))
-
-
-def test_report_skips_stray_json_files_with_one_line_each(tmp_path):
-    _fake_record(tmp_path, 0.5, strategy="random")
+def test_report_skips_stray_json_files_with_one_line_each(tmp_path, write_record):
+    write_record(tmp_path, 0.5, strategy="random")
     (tmp_path / "truncated.json").write_text('{"config": {"dataset": "dig')
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "notes.json").write_text('{"author": "me"}')
@@ -304,10 +293,10 @@ def test_report_skips_stray_json_files_with_one_line_each(tmp_path):
     assert "random" in proc.stdout and "50.00" in proc.stdout
 
 
-def test_report_never_averages_two_configurations(tmp_path, capsys):
+def test_report_never_averages_two_configurations(tmp_path, capsys, write_record):
     # the issue's case: a dean seed-0 run, and one with --override epochs=5, in one folder
-    _fake_record(tmp_path, 0.9, strategy="dean", seed=0)
-    _fake_record(tmp_path, 0.2, strategy="dean", seed=0, epochs=5)
+    write_record(tmp_path, 0.9, strategy="dean", seed=0)
+    write_record(tmp_path, 0.2, strategy="dean", seed=0, epochs=5)
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
     text = capsys.readouterr().out
     assert "mean ± std over up to 1 seeds" in text and " ± " not in text.split("seeds", 1)[1]

@@ -11,19 +11,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from dean_nb import annealing, experiment, replay
+from dean_nb import annealing, replay
+from dean_nb.config import ExperimentConfig
+from dean_nb.loop import run_active_learning
+from dean_nb.records import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # A small DeAn run on the embedded digits data: three models, two acquisitions.
-CONFIG = experiment.ExperimentConfig.preset(
+CONFIG = ExperimentConfig.preset(
     "digits", "quick", strategy="dean", epsilon=0.3, n_steps=2, epochs=10, quiet=True
 )
 
 
 @pytest.fixture(scope="module")
-def stored() -> experiment.RunResult:
-    return experiment.run_active_learning(CONFIG)
+def stored() -> RunResult:
+    return run_active_learning(CONFIG)
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def perturbed_sampler(monkeypatch):
 
 
 def test_same_machine_replay_is_exact(stored):
-    fresh = experiment.run_active_learning(CONFIG)
+    fresh = run_active_learning(CONFIG)
     report = replay.check_replay(stored, fresh)
     assert report.mode == "exact" and report.first_divergence is None
     assert report.max_accuracy_gap == 0.0 and report.max_sigma_gap == 0.0
@@ -48,7 +51,7 @@ def test_same_machine_replay_is_exact(stored):
 
 @pytest.mark.parametrize("mode", ["exact", "tolerant"])
 def test_perturbed_sampler_fails_both_checks(stored, perturbed_sampler, mode):
-    fresh = experiment.run_active_learning(CONFIG)
+    fresh = run_active_learning(CONFIG)
     assert fresh.selected != stored.selected
     with pytest.raises(replay.ReplayMismatch, match="first acquisition"):
         replay.check_replay(stored, fresh, mode)
@@ -116,9 +119,9 @@ def test_default_kernels_replay_passes_the_tolerant_check(stored, tmp_path):
     """Another kind of machine, for real: torch's non-vectorised kernels in a subprocess."""
     path = stored.to_json(tmp_path / "stored.json")
     script = (
-        "import sys; from dean_nb import experiment, replay\n"
-        "stored = experiment.load_run(sys.argv[1])\n"
-        "fresh = experiment.run_active_learning(stored.config)\n"
+        "import sys; from dean_nb import loop, records, replay\n"
+        "stored = records.load_run(sys.argv[1])\n"
+        "fresh = loop.run_active_learning(stored.config)\n"
         "report = replay.check_replay(stored, fresh)\n"
         "print(report.mode, report.max_accuracy_gap)\n"
     )

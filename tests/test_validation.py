@@ -21,14 +21,11 @@ import torch
 
 from dean_nb import scoring, strategies
 from dean_nb.__main__ import parse_epsilons
-from dean_nb.experiment import ExperimentConfig, make_grid, result_path, run_key
+from dean_nb.config import ExperimentConfig, run_key
+from dean_nb.grid import make_grid, result_path
 from dean_nb.validation import check_float_range, check_int_range
 
 BOOK_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
-
-
-def quick(**overrides) -> ExperimentConfig:
-    return ExperimentConfig.preset("digits", "quick", **overrides)
 
 
 # --------------------------------------------------------------------------- range checks
@@ -108,7 +105,7 @@ def test_integers_and_reals_of_other_types_are_accepted_as_python_numbers():
         ({"strategy_options": {1: 2}}, TypeError, r"keys must be option names"),
     ],
 )
-def test_bad_settings_are_refused_when_the_config_is_built(overrides, error, message):
+def test_bad_settings_are_refused_when_the_config_is_built(overrides, error, message, quick):
     with pytest.raises(error, match=message):
         quick(**overrides)
     # and by every other way of making a config: from JSON and by replace()
@@ -132,14 +129,14 @@ def test_every_strategy_refuses_unknown_options_and_lists_its_own(name):
             strategies.get(name, **{option: True})
 
 
-def test_valid_options_are_kept_and_strategy_gets_what_a_run_gets():
+def test_valid_options_are_kept_and_strategy_gets_what_a_run_gets(quick):
     config = quick(strategy_options={"linkage": "average"})
     assert config.strategy_options == {"linkage": "average"}
     assert quick(strategy="batchbald", strategy_options={"n_joint_samples": 50}).strategy_options
     assert quick(strategy="coreset", strategy_options={"chunk_size": 16}).strategy == "coreset"
 
 
-def test_canonical_values_give_equal_configs_and_run_keys():
+def test_canonical_values_give_equal_configs_and_run_keys(quick):
     base = quick()
     assert quick(epsilon=-0.0) == quick(epsilon=0.0) == quick(epsilon=0)
     assert math.copysign(1.0, quick(epsilon=-0.0).epsilon) == 1.0

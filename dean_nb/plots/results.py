@@ -107,7 +107,7 @@ def learning_curves(
     """Test accuracy vs labels: mean +/- std over seeds per method, one panel per epsilon.
 
     Args:
-        df: tidy results (:func:`dean_nb.experiment.load_results`): needs ``epsilon``,
+        df: tidy results (:func:`dean_nb.compare.load_results`): needs ``epsilon``,
             ``method``, ``test_accuracy`` and the ``x`` column.
         dataset: which dataset to plot when ``df`` holds several.
         x: ``"n_labels"`` (default) or ``"n_acquired"`` (the paper's tables) or ``"step"``.
@@ -195,7 +195,7 @@ def channel_heatmaps(
     Args:
         true: the oracle's channel (tensor, array or nested lists).
         learned: the denoising layer's ``W`` (e.g. ``NoisyChannel.matrix`` or a
-            :class:`~dean_nb.experiment.StepRecord`'s ``channel``), or any second channel
+            :class:`~dean_nb.records.StepRecord`'s ``channel``), or any second channel
             (chapter 1 shows an empirical one).
         class_names: tick labels (default ``0 .. K-1``).
         annotate: write each value in its cell (default: when ``K <= 10``).

@@ -1,4 +1,4 @@
-"""Grids that share a results folder share the work (dean_nb.experiment.run_grid).
+"""Grids that share a results folder share the work (dean_nb.claims, dean_nb.grid.run_grid).
 
 Properties: two `python -m dean_nb run` processes on one --out compute every run exactly once;
 a run killed by SIGKILL resumes from its checkpoint through the CLI and gives the record of an
@@ -25,27 +25,25 @@ from pathlib import Path
 
 import pytest
 
-from dean_nb import experiment
-from dean_nb.experiment import (
-    ExperimentConfig,
-    make_grid,
-    result_path,
-    run_active_learning,
-    run_grid,
-)
+from dean_nb import claims, grid, records
+from dean_nb.config import ExperimentConfig
+from dean_nb.grid import make_grid, result_path, run_grid
+from dean_nb.loop import run_active_learning
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(epochs=1, n_steps=1, acquisition_size=10, n_mc_samples=2, quiet=True)
 CLI_OVERRIDES = ["epochs=2", "n_steps=2", "acquisition_size=10", "n_mc_samples=3"]
 
 
-def grid(n_seeds: int = 1, **overrides) -> list[ExperimentConfig]:
-    base = ExperimentConfig.preset("digits", "quick", **{**TINY, **overrides})
-    return make_grid(base, ["random", "entropy"], [0.0], (False,), list(range(n_seeds)))
+@pytest.fixture
+def two_runs(tiny):
+    """``two_runs(n_seeds=1, **overrides)``: random and entropy at epsilon 0, TINY-sized."""
 
+    def make(n_seeds: int = 1, **overrides) -> list[ExperimentConfig]:
+        return make_grid(
+            tiny(**overrides), ["random", "entropy"], [0.0], (False,), list(range(n_seeds))
+        )
 
-def steps_without_times(record: dict) -> list[dict]:
-    return [{k: v for k, v in s.items() if k != "wall_time"} for s in record["steps"]]
+    return make
 
 
 def hidden(folder: Path) -> list[str]:
@@ -53,7 +51,7 @@ def hidden(folder: Path) -> list[str]:
 
 
 def write_lock(record: Path, **info) -> Path:
-    lock = experiment._lock_path(record)
+    lock = claims.lock_path(record)
     lock.write_text(json.dumps({"token": "theirs", "started": "2024-01-01T00:00:00", **info}))
     return lock
 
@@ -84,16 +82,17 @@ HOOK = textwrap.dedent(
     from pathlib import Path
 
     if os.environ.get("DEAN_TEST_MARKS"):
-        from dean_nb import experiment
+        from dean_nb import loop, records
+        from dean_nb.config import run_key
 
         marks = Path(os.environ["DEAN_TEST_MARKS"])
         parties = int(os.environ.get("DEAN_TEST_PARTIES", "1"))
         kill_at = int(os.environ.get("DEAN_TEST_STOP_AT", "0"))
-        real_run, real_write, first = experiment._run, experiment._atomic_write_json, [True]
+        real_run, real_write, first = loop._run, loop.atomic_write_json, [True]
 
         def _run(config, *args, **kwargs):
             with open(marks / "computed.txt", "a") as fh:
-                fh.write(f"{experiment.run_key(config)} {os.getpid()}\\n")
+                fh.write(f"{run_key(config)} {os.getpid()}\\n")
             if first[0]:
                 first[0] = False
                 (marks / f"ready.{os.getpid()}").touch()
@@ -110,10 +109,10 @@ HOOK = textwrap.dedent(
                     fh.flush()
                     (marks / "stopped").touch()
                     time.sleep(600)
-                experiment.json.dump = dump
+                records.json.dump = dump
             return real_write(path, payload, **kwargs)
 
-        experiment._run, experiment._atomic_write_json = _run, _write
+        loop._run, loop.atomic_write_json = _run, _write
     """
 )
 
@@ -186,7 +185,7 @@ def test_two_cli_processes_on_one_folder_compute_every_run_once(tmp_path):
         assert int(summary.group(1)) == per_process[str(proc.pid)]
 
 
-def test_a_run_killed_by_sigkill_resumes_through_the_cli(tmp_path):
+def test_a_run_killed_by_sigkill_resumes_through_the_cli(tmp_path, steps_without_times):
     out = tmp_path / "results"
     overrides = ["epochs=2", "n_steps=3", "acquisition_size=10", "n_mc_samples=3"]
     command = cli(out, "dean+denoise", "0", overrides)
@@ -209,8 +208,8 @@ def test_a_run_killed_by_sigkill_resumes_through_the_cli(tmp_path):
         acquisition_size=10, n_mc_samples=3, device="cpu", quiet=True,
     )  # fmt: skip
     record = result_path(config, out)
-    partial = experiment._partial_path(record)
-    lock = experiment._lock_path(record)
+    partial = claims.partial_path(record)
+    lock = claims.lock_path(record)
     assert not record.exists()
     saved = json.loads(partial.read_text())["steps"]
     assert [s["step"] for s in saved] == [0, 1]
@@ -233,8 +232,8 @@ def test_a_run_killed_by_sigkill_resumes_through_the_cli(tmp_path):
 # --------------------------------------------------------------------------- claims
 
 
-def test_a_claim_of_a_dead_pid_on_this_host_is_reclaimed(tmp_path, dead_pid):
-    configs = grid()[:1]
+def test_a_claim_of_a_dead_pid_on_this_host_is_reclaimed(tmp_path, dead_pid, two_runs):
+    configs = two_runs()[:1]
     record = result_path(configs[0], tmp_path)
     write_lock(record, host=socket.gethostname(), pid=dead_pid)
     paths = run_grid(configs, tmp_path, max_workers=1, progress=False)
@@ -242,8 +241,8 @@ def test_a_claim_of_a_dead_pid_on_this_host_is_reclaimed(tmp_path, dead_pid):
     assert record.exists() and hidden(tmp_path) == []
 
 
-def test_a_live_claim_is_skipped_and_reported(tmp_path, live_pid, capsys):
-    configs = grid()
+def test_a_live_claim_is_skipped_and_reported(tmp_path, live_pid, capsys, two_runs):
+    configs = two_runs()
     locked = result_path(configs[0], tmp_path)
     lock = write_lock(locked, host=socket.gethostname(), pid=live_pid)
     before = lock.read_bytes()
@@ -257,8 +256,8 @@ def test_a_live_claim_is_skipped_and_reported(tmp_path, live_pid, capsys):
     )
 
 
-def test_claims_of_other_hosts_expire_with_their_heartbeat(tmp_path):
-    configs = grid()[:1]
+def test_claims_of_other_hosts_expire_with_their_heartbeat(tmp_path, two_runs):
+    configs = two_runs()[:1]
     record = result_path(configs[0], tmp_path)
     # pid 1 exists here, but the claim is another host's: only its heartbeat counts
     lock = write_lock(record, host="another-host.example", pid=1)
@@ -272,9 +271,9 @@ def test_claims_of_other_hosts_expire_with_their_heartbeat(tmp_path):
 
 def test_a_held_claim_has_a_heartbeat(tmp_path):
     record = tmp_path / "run.json"
-    claims = experiment._Claims(stale_after=0.5)  # heartbeat every 0.05 s
+    held = claims.Claims(stale_after=0.5)  # heartbeat every 0.05 s
     try:
-        status, claim = claims.acquire(record)
+        status, claim = held.acquire(record)
         assert status == "claimed"
         past = time.time() - 100
         os.utime(claim.lock, (past, past))
@@ -287,9 +286,9 @@ def test_a_held_claim_has_a_heartbeat(tmp_path):
             claim.token,
         )
         # a second claimer in this process sees the claim as live
-        assert claims.acquire(record) == ("busy", None)
+        assert held.acquire(record) == ("busy", None)
     finally:
-        claims.close()
+        held.close()
     assert not claim.lock.exists()
 
 
@@ -309,7 +308,7 @@ def test_concurrent_reclaimers_of_one_stale_lock_have_one_winner(tmp_path, dead_
 
         def reclaim(barrier=barrier, results=results):
             barrier.wait()
-            results.append(experiment._try_claim(record, 10.0))
+            results.append(claims._try_claim(record, 10.0))
 
         threads = [threading.Thread(target=reclaim) for _ in range(n_threads)]
         for t in threads:
@@ -319,29 +318,29 @@ def test_concurrent_reclaimers_of_one_stale_lock_have_one_winner(tmp_path, dead_
         winners = [token for status, token in results if status == "claimed"]
         assert len(winners) == 1, results
         assert json.loads(lock.read_text())["token"] == winners[0]
-        experiment._release_lock(lock, winners[0])
+        claims._release_lock(lock, winners[0])
         assert hidden(tmp_path) == []
 
 
-def test_a_finished_record_is_never_overwritten(tmp_path, monkeypatch):
+def test_a_finished_record_is_never_overwritten(tmp_path, monkeypatch, two_runs):
     target = tmp_path / "run.json"
-    experiment._atomic_write_json(target, {"first": True}, overwrite=False)
+    records.atomic_write_json(target, {"first": True}, overwrite=False)
     with pytest.raises(FileExistsError):
-        experiment._atomic_write_json(target, {"second": True}, overwrite=False)
+        records.atomic_write_json(target, {"second": True}, overwrite=False)
     assert json.loads(target.read_text()) == {"first": True}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
     # another process finishes the run while this one computes it: its record stays
-    configs = grid()[:1]
+    configs = two_runs()[:1]
     record = result_path(configs[0], tmp_path)
-    real = experiment._execute
+    real = grid._execute
 
     def racing(config_dict, *args, **kwargs):
         payload = real(config_dict, *args, **kwargs)
         record.write_text(json.dumps({**payload, "provenance": {"writer": "other"}}))
         return payload
 
-    monkeypatch.setattr(experiment, "_execute", racing)
+    monkeypatch.setattr(grid, "_execute", racing)
     paths = run_grid(configs, tmp_path, max_workers=1, progress=False)
     assert paths.found == [record] and paths.computed == []
     assert json.loads(record.read_text())["provenance"] == {"writer": "other"}
@@ -349,20 +348,22 @@ def test_a_finished_record_is_never_overwritten(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("mode", ["inline", "threads"])
 @pytest.mark.parametrize("error", [KeyboardInterrupt, FloatingPointError])
-def test_failed_or_interrupted_runs_release_their_claims(tmp_path, monkeypatch, mode, error):
-    configs = grid(n_seeds=2)
+def test_failed_or_interrupted_runs_release_their_claims(
+    tmp_path, monkeypatch, mode, error, two_runs
+):
+    configs = two_runs(n_seeds=2)
     seen_locks: list[dict] = []
 
     def run(config_dict, *args, **kwargs):
         config = ExperimentConfig.from_dict(config_dict)
         # claimed before it runs (with an executor: before it was submitted)
-        lock = experiment._lock_path(result_path(config, tmp_path))
+        lock = claims.lock_path(result_path(config, tmp_path))
         seen_locks.append(json.loads(lock.read_text()))
         if config.strategy == "entropy" and config.seed == 0:
             raise error("boom")
         return {"config": config_dict, "steps": [], "provenance": {}}
 
-    monkeypatch.setattr(experiment, "_execute", run)
+    monkeypatch.setattr(grid, "_execute", run)
     expected = KeyboardInterrupt if error is KeyboardInterrupt else RuntimeError
     with pytest.raises(expected):
         if mode == "inline":
@@ -382,11 +383,11 @@ def test_failed_or_interrupted_runs_release_their_claims(tmp_path, monkeypatch, 
 # --------------------------------------------------------------------------- leftovers
 
 
-def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path, dead_pid, live_pid):
-    configs = grid()[:1]
+def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path, dead_pid, live_pid, two_runs):
+    configs = two_runs()[:1]
     run_grid(configs, tmp_path, max_workers=1, progress=False)
     record = result_path(configs[0], tmp_path)
-    host = experiment._HOST_TAG
+    host = records._HOST_TAG
     files = {  # name: (what it is, old, kept by the next grid)
         f".{record.name}~{host}~{dead_pid}~abc.tmp": ("killed writer, this host", False, False),
         f".{record.name}~{host}~{live_pid}~abc.tmp": ("live writer, this host", False, True),

@@ -1,0 +1,118 @@
+"""Grids (dean_nb.grid): every combination of a base configuration, run resumably.
+
+Properties: a grid holds every combination once, each under its own run key; a killed grid
+resumes without redoing or touching finished runs; a failed run loses no other and writes
+nothing partial; any concurrent.futures executor (Dask's included) runs a grid with the inline
+results. Folders shared by several processes are tested in ``test_claims.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from dean_nb import grid
+from dean_nb.compare import load_results
+from dean_nb.config import ExperimentConfig, run_key
+from dean_nb.grid import make_grid, result_path, run_grid
+
+
+@pytest.fixture
+def tiny_grid(tiny) -> list[ExperimentConfig]:
+    return make_grid(tiny(), ["random", "dean+denoise"], [0.0, 0.3], (False,), [0])
+
+
+def test_make_grid_and_run_keys(quick):
+    configs = make_grid(quick(), ["dean", "dean+denoise", "bald"], [0, 0.3], (False,), [0, 1])
+    assert len(configs) == 3 * 2 * 2
+    assert {c.method for c in configs} == {"dean", "dean+denoise", "bald"}
+    keys = {run_key(c) for c in configs}
+    assert len(keys) == len(configs)
+    both = make_grid(quick(), ["bald"], [0.1], (False, True), [0])
+    assert [c.denoise for c in both] == [False, True]
+    # where and how verbosely a run happens does not change its key; what it computes does
+    c = configs[0]
+    assert run_key(c.replace(quiet=True, device="cpu", root="/x")) == run_key(c)
+    assert run_key(c.replace(epochs=3)) != run_key(c)
+    assert run_key(c).startswith("digits_dean_eps0_seed0_")
+
+
+def test_interrupted_grid_resumes_without_redoing_or_losing_runs(
+    tmp_path, monkeypatch, tiny_grid, steps_without_times
+):
+    configs = tiny_grid
+    paths = run_grid(configs, tmp_path, max_workers=1, progress=False)
+    assert sorted(paths) == sorted(tmp_path.glob("*.json")) and len(paths) == 4
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in paths}
+
+    lost = paths[2]
+    lost.unlink()  # as if the grid was killed before this run finished
+    calls: list[ExperimentConfig] = []
+    real = grid.run_active_learning
+
+    def counting(config, **kwargs):
+        calls.append(config)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(grid, "run_active_learning", counting)
+    again = run_grid(configs, tmp_path, max_workers=1, progress=False)
+    assert again == paths
+    assert [result_path(c, tmp_path) for c in calls] == [lost]
+    for p in paths:
+        if p != lost:
+            assert (p.stat().st_mtime_ns, p.read_bytes()) == before[p]
+    # the rerun reproduces the lost run exactly (same seed, same selections)
+    assert steps_without_times(lost.read_bytes()) == steps_without_times(before[lost][1])
+    # nothing left to do
+    calls.clear()
+    run_grid(configs, tmp_path, max_workers=1, progress=False)
+    assert calls == []
+
+
+def test_failed_run_does_not_lose_the_others_and_writes_nothing_partial(
+    tmp_path, monkeypatch, tiny_grid
+):
+    configs = tiny_grid
+    real = grid.run_active_learning
+
+    def flaky(config, **kwargs):
+        if config.strategy == "dean" and config.epsilon > 0:
+            raise FloatingPointError("boom")
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(grid, "run_active_learning", flaky)
+    with pytest.raises(RuntimeError, match=r"1 of 4 runs failed:\n.*dean\+denoise_eps0.3.*boom"):
+        run_grid(configs, tmp_path, max_workers=1, progress=False)
+    assert len(list(tmp_path.glob("*.json"))) == 3
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in tmp_path.glob("*.json"))
+
+
+def test_any_executor_runs_a_grid_with_the_same_results(tmp_path, tiny_grid, steps_without_times):
+    configs = tiny_grid
+    inline = run_grid(configs, tmp_path / "inline", max_workers=1, progress=False)
+    # one worker thread: runs in threads share torch's global RNG (dropout), so only a
+    # single-threaded worker (or processes) reproduces the inline results bit for bit
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        threaded = run_grid(configs, tmp_path / "threads", executor=pool, progress=False)
+    for a, b in zip(inline, threaded, strict=True):
+        assert a.name == b.name
+        assert steps_without_times(a.read_bytes()) == steps_without_times(b.read_bytes())
+
+
+def test_dask_executor_runs_a_grid(tmp_path, tiny_grid, steps_without_times):
+    distributed = pytest.importorskip("distributed")
+    configs = tiny_grid[:2]
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        paths = run_grid(configs, tmp_path / "dask", executor=client.get_executor(), progress=False)
+    inline = run_grid(configs, tmp_path / "inline", max_workers=1, progress=False)
+    for a, b in zip(inline, paths, strict=True):
+        assert steps_without_times(a.read_bytes()) == steps_without_times(b.read_bytes())
+    df = load_results(tmp_path / "dask")
+    assert len(df) == 2 * 2 and set(df["method"]) == {"random", "dean+denoise"}
