@@ -36,6 +36,7 @@ from typing import Any
 
 from .config import LOCATION_FIELDS, ExperimentConfig
 from .records import RunResult, load_run
+from .validation import check_columns
 
 __all__ = [
     "PAPER_MNIST_ACCURACY",
@@ -231,9 +232,7 @@ def summary_table(df, value: str = "test_accuracy"):
             concatenated); :func:`load_results` labels such runs apart within one folder.
     """
     keys = ["dataset", "strategy", "denoise", "method", "epsilon", "n_labels"]
-    missing = [c for c in [*keys, value] if c not in df.columns]
-    if missing:
-        raise ValueError(f"df lacks column(s) {missing}; pass the frame of load_results")
+    check_columns(df, [*keys, value])
     if "config_id" in df.columns:
         per_row = df.groupby(["dataset", "method", "epsilon"], sort=True)["config_id"].nunique()
         mixed = per_row[per_row > 1]
@@ -254,9 +253,7 @@ def uncertainty_table(df):
 
     Rows: (dataset, epsilon, method); columns: the step number; values: mean sigma.
     """
-    missing = [c for c in ("dataset", "epsilon", "method", "step", "sigma") if c not in df.columns]
-    if missing:
-        raise ValueError(f"df lacks column(s) {missing}; pass the frame of load_results")
+    check_columns(df, ("dataset", "epsilon", "method", "step", "sigma"))
     return df.pivot_table(
         index=["dataset", "epsilon", "method"], columns="step", values="sigma", aggfunc="mean"
     )
@@ -350,10 +347,7 @@ _EMPTY = (math.nan, math.nan, 0)  # mean, stderr, n_seeds of a gap with no paire
 
 
 def _check_frame(df) -> None:
-    needed = ("epsilon", "n_acquired", "seed", "method", "test_accuracy")
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise ValueError(f"df lacks column(s) {missing}; pass the frame of load_results")
+    check_columns(df, ("epsilon", "n_acquired", "seed", "method", "test_accuracy"))
 
 
 def paired_gap(

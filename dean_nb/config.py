@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import strategies
-from .annealing import BETA_KINDS
+from .annealing import BETA_KINDS, check_beta_kind, check_beta_scale, default_n_clusters
 from .data import DATASETS
 from .validation import check_float_range, check_int_range
 
@@ -166,14 +166,9 @@ class ExperimentConfig:
         self._check_int("epochs", 1)
         self._check_int("n_mc_samples", 2)
         self._check_int("n_clusters", 1, optional=True)
-        if self.beta_kind not in BETA_KINDS:
-            raise ValueError(
-                f"beta_kind must be one of {', '.join(BETA_KINDS)}; got {self.beta_kind!r}"
-            )
+        check_beta_kind(self.beta_kind)
+        check_beta_scale(self.beta_scale)
         inf = math.inf
-        check_float_range(
-            "beta_scale", self.beta_scale, 0.0, inf, low_inclusive=False, high_inclusive=False
-        )
         self._check_int("pool_subset", self.acquisition_size, optional=True)
         self._check_int("batch_size", 1, optional=True)
         self._check_int("eval_batch_size", 1, optional=True)
@@ -221,7 +216,9 @@ class ExperimentConfig:
     @property
     def effective_n_clusters(self) -> int:
         """``n_clusters``, or ``5 b`` (the paper's ``N(b) = floor(5 b)``) when unset."""
-        return self.n_clusters if self.n_clusters is not None else 5 * self.acquisition_size
+        if self.n_clusters is not None:
+            return self.n_clusters
+        return default_n_clusters(self.acquisition_size)
 
     def strategy_kwargs(self, n_candidates: int) -> dict[str, Any]:
         """Keyword options of :func:`dean_nb.strategies.get` for a step with ``n_candidates``
