@@ -49,8 +49,9 @@ MACHINE_FIELDS: tuple[str, ...] = ("cpu", "cpu_capability", "device_type")
 #: Tolerances of the tolerant check, as absolute differences of fractions in [0, 1].
 #:
 #: Measured on the 20 stored ``digits`` DeAn and BALD records at epsilon 0 and 0.3 (seeds 0-4),
-#: re-made on an AMD EPYC under torch's AVX-512, AVX2 and default kernels: the step-0 model's
-#: accuracy and sigma did not move (to 1e-6) under any of them, nor did any first acquisition;
+#: re-made on an AMD EPYC under torch's AVX-512, AVX2 and default kernels
+#: (``benchmarks/replay_spread.py``): the step-0 model's accuracy and sigma did not move (to
+#: 1e-6) under any of them, nor did any first acquisition;
 #: 22 of the 40 runs re-made on other kernels diverged, from pick 36 to 98 (so never within the
 #: first acquisition of 20), and their later steps moved by up to 0.044 in accuracy and 0.047
 #: in sigma (0.050 in accuracy on another machine's AVX2 kernels). The bounds are those maxima with a margin: 3 test images of 500 at
