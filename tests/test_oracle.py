@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from dean_nb.oracle import NoisyOracle, check_channel, symmetric_channel
+from dean_nb.oracle import (
+    NoisyOracle,
+    channel_information_bits,
+    check_channel,
+    empirical_channel,
+    majority_vote,
+    symmetric_channel,
+    symmetric_information_bits,
+    wrong_label_chi2,
+)
 
 
 @pytest.mark.parametrize("k,eps", [(2, 0.0), (10, 0.3), (47, 0.1)])
@@ -92,3 +101,58 @@ def test_labels_out_of_range_are_rejected():
         oracle.label(torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"shape \(N,\)"):
         oracle.label(torch.zeros(2, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("k,eps", [(3, 0.2), (10, 0.3), (10, 0.0)])
+def test_symmetric_channel_eigenvalues(k, eps):
+    eig = torch.linalg.eigvalsh(symmetric_channel(k, eps))
+    expected = torch.tensor([1 - eps * k / (k - 1)] * (k - 1) + [1.0], dtype=torch.float64)
+    torch.testing.assert_close(eig, expected.sort().values)
+
+
+def test_empirical_channel_counts_and_columns():
+    gen = torch.Generator().manual_seed(0)
+    y_true = torch.randint(0, 5, (2000,), generator=gen)
+    y_noisy = torch.randint(0, 5, (2000,), generator=gen)
+    counts, channel = empirical_channel(y_true, y_noisy, 5)
+    assert counts.sum() == 2000
+    assert counts[2, 3] == ((y_noisy == 2) & (y_true == 3)).sum()
+    torch.testing.assert_close(channel.sum(0), torch.ones(5, dtype=torch.float64))
+    counts, channel = empirical_channel(y_true, y_true, 5)  # a perfect oracle
+    torch.testing.assert_close(channel, torch.eye(5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("k,eps", [(2, 0.1), (10, 0.0), (10, 0.3), (10, 0.9), (7, 0.5)])
+def test_information_matches_closed_form_and_bounds(k, eps):
+    bits = channel_information_bits(symmetric_channel(k, eps))
+    assert bits == pytest.approx(symmetric_information_bits(k, eps), abs=1e-9)
+    assert 0.0 <= bits <= math.log2(k) + 1e-12
+    assert math.copysign(1.0, bits) == 1.0  # never -0.0
+
+
+def test_information_of_clean_and_useless_channels():
+    assert channel_information_bits(torch.eye(4, dtype=torch.float64)) == pytest.approx(2.0)
+    assert channel_information_bits(symmetric_channel(10, 0.9)) == 0.0
+    # noise only destroys information: it falls as epsilon rises to (K - 1) / K
+    bits = [symmetric_information_bits(10, e) for e in (0.0, 0.1, 0.3, 0.6, 0.9)]
+    assert bits == sorted(bits, reverse=True)
+
+
+def test_wrong_label_chi2_zero_for_uniform_and_large_for_skewed():
+    uniform = torch.full((4, 4), 10.0).fill_diagonal_(50.0)
+    assert wrong_label_chi2(uniform) == (0.0, 8)
+    skewed = uniform.clone()
+    skewed[1, 0] = 40.0
+    chi2, dof = wrong_label_chi2(skewed)
+    assert chi2 > 10 and dof == 8
+
+
+def test_majority_vote_takes_the_mode_and_breaks_ties_at_random():
+    votes = torch.tensor([[1, 2, 0], [1, 2, 1], [0, 2, 2]])
+    winner = majority_vote(votes, 3, generator=0)
+    assert winner[:2].tolist() == [1, 2]
+    assert winner[2] in (0, 1, 2)
+    tie = torch.tensor([[0] * 2000, [1] * 2000])
+    share = majority_vote(tie, 2, generator=1).double().mean().item()
+    assert 0.45 < share < 0.55
+    assert torch.equal(majority_vote(tie, 2, generator=3), majority_vote(tie, 2, generator=3))

@@ -195,3 +195,16 @@ def test_plots_return_figures_without_global_state(tmp_path, fake_results):
     assert plt.get_fignums() == before and fig2 is not None
     with pytest.raises(ValueError, match="square"):
         plots.channel_heatmaps(torch.ones(2, 3), torch.ones(2, 3))
+
+
+def test_chapter_one_figures_fit_the_column():
+    from dean_nb.plots import illustrations
+
+    fig = illustrations.information_curve(10)
+    assert fig.get_figwidth() <= plots.MAX_WIDTH
+    assert min(t.get_fontsize() for t in texts(fig)) >= plots.MIN_FONT
+    table = pd.DataFrame({"a": {1: 0.3, 3: 0.2}, "b": {1: 0.6, 3: 0.65}}).rename_axis("V")
+    fig = illustrations.majority_vote_curves(table)
+    assert fig.get_figwidth() <= plots.MAX_WIDTH
+    assert min(t.get_fontsize() for t in texts(fig)) >= plots.MIN_FONT
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]

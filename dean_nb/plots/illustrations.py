@@ -9,12 +9,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..oracle import symmetric_information_bits
 from .style import FONT, MAX_WIDTH, SMALL, as_matrix, heatmap, panel_grid
 
 __all__ = [
     "bald_stability",
     "diversity_panels",
     "image_grid",
+    "information_curve",
+    "majority_vote_curves",
     "noise_sweep",
     "noisy_label_examples",
     "pick_maps",
@@ -95,6 +98,50 @@ def noisy_label_examples(channel, images, truth, answers, *, title: str, cols: i
                 f"{truth[i]}→{answers[i]}", fontsize=SMALL, color="red" if wrong else "black"
             )
     right.suptitle(f"true → returned ({flipped} of {n} flipped)", fontsize=FONT)
+    return fig
+
+
+def information_curve(num_classes: int, levels: Sequence[float] = (0.1, 0.2, 0.3, 0.4)) -> Figure:
+    """Bits per label of the K-ary symmetric channel against its flip probability (chapter 1).
+
+    The closed form :func:`dean_nb.oracle.symmetric_information_bits` on a grid of
+    ``epsilon`` in ``[0, 0.99]``, dots at ``levels`` (the paper's), and a dotted line at
+    ``epsilon = (K - 1) / K`` where a label carries nothing.
+    """
+    k = int(num_classes)
+    grid = np.linspace(0, 0.99, 199)
+    fig = Figure(figsize=(6.0, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(grid, [symmetric_information_bits(k, e) for e in grid])
+    for eps in levels:
+        ax.plot(eps, symmetric_information_bits(k, eps), "o", color="C1")
+    ax.axvline((k - 1) / k, color="grey", ls=":", label=r"$\varepsilon = (K-1)/K$")
+    ax.set(xlabel=r"flip probability $\varepsilon$", ylabel="bits per label")
+    ax.set_title(f"Information in a noisy label, K = {k} (dots: the paper's levels)", fontsize=FONT)
+    ax.legend(fontsize=SMALL)
+    return fig
+
+
+def majority_vote_curves(table, *, title: str = "Majority voting against two noisy oracles"):
+    """Error rate of the majority label against the number of labellers (chapter 1).
+
+    Args:
+        table: a DataFrame indexed by the number of labellers ``V``, one column per curve
+            (its name is the legend entry), error rates in ``[0, 1]``. The last column is
+            drawn as a dotted black prediction, the others with markers.
+    """
+    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    v_values = [int(v) for v in table.index]
+    markers = ["o-", "s-", "^-", "D-", "v-"]
+    for i, column in enumerate(table.columns):
+        last = i == len(table.columns) - 1
+        style = "k:" if last else markers[i % len(markers)]
+        ax.plot(v_values, table[column].to_numpy(), style, label=str(column))
+    ax.set(xlabel="labellers per image V (majority vote)", ylabel="wrong labels", ylim=(0, 1))
+    ax.set_xticks(v_values)
+    ax.set_title(title, fontsize=FONT)
+    ax.legend(fontsize=SMALL)
     return fig
 
 
