@@ -44,7 +44,14 @@ from .data import DATASETS
 from .grid import default_executor, make_grid, result_path, run_grid
 from .plots import learning_curves, uncertainty_curves
 
-__all__ = ["build_parser", "main", "parse_epsilons", "parse_seeds", "parse_strategies"]
+__all__ = [
+    "build_parser",
+    "grid_of_command",
+    "main",
+    "parse_epsilons",
+    "parse_seeds",
+    "parse_strategies",
+]
 
 _DENOISE_CHOICES = {"no": (False,), "yes": (True,), "both": (False, True)}
 
@@ -294,6 +301,31 @@ def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
         )
     except (ValueError, TypeError) as err:
         parser.error(str(err))
+
+
+def grid_of_command(command: str | Sequence[str]) -> list[ExperimentConfig]:
+    """The configurations a ``run`` command line stands for, built as ``run`` builds them.
+
+    Args:
+        command: ``"python -m dean_nb run --dataset mnist ..."`` (a string, split like a
+            shell), or its words; anything before the word ``run`` (the program) is ignored.
+
+    Returns:
+        The grid, one :class:`ExperimentConfig` per run, in the order ``run`` computes them.
+
+    Raises:
+        ValueError: not a ``run`` command, or an argument ``run`` refuses (argparse's message
+            is printed to stderr as well).
+    """
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if "run" not in argv:
+        raise ValueError(f"not a `run` command: {shlex.join(argv)!r}")
+    argv = argv[argv.index("run") :]
+    parser = build_parser()
+    try:
+        return _configs(parser.parse_args(argv), parser)
+    except SystemExit:
+        raise ValueError(f"`run` refuses the command {shlex.join(argv)!r}") from None
 
 
 def _fail(parser: argparse.ArgumentParser, message: str) -> int:

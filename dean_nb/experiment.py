@@ -11,7 +11,7 @@ chapters can write ``experiment.ExperimentConfig``, ``experiment.run_active_lear
   :func:`provenance`;
 * :mod:`dean_nb.loop`: :func:`run_active_learning` (Algorithms 1 and 2, with per-step
   checkpoints), :func:`train_step_model`, :func:`oracle_answers`, :func:`purpose_seed`;
-* :mod:`dean_nb.grid`: :func:`make_grid`, :func:`run_grid`, :func:`result_path`,
+* :mod:`dean_nb.grid`: :func:`make_grid`, :func:`run_grid`, :func:`result_path`, :func:`load_grid`,
   :func:`checkpoint_path`, :class:`GridPaths`, :func:`default_executor` (the claims that let
   processes share a results folder are in :mod:`dean_nb.claims`);
 * :mod:`dean_nb.compare`: :func:`load_results` (the tidy frame, :data:`RESULT_COLUMNS`),
@@ -45,6 +45,7 @@ from .grid import (
     GridPaths,
     checkpoint_path,
     default_executor,
+    load_grid,
     make_grid,
     result_path,
     run_grid,
@@ -73,6 +74,7 @@ __all__ = [
     "config_id",
     "default_executor",
     "format_summary",
+    "load_grid",
     "load_results",
     "load_run",
     "make_grid",

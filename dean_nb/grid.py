@@ -36,7 +36,7 @@ from .claims import (
 )
 from .config import DENOISE_SUFFIX, ExperimentConfig, run_key
 from .loop import run_active_learning
-from .records import StepRecord, atomic_write_json
+from .records import RunResult, StepRecord, atomic_write_json, load_run
 from .validation import check_float_range
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "GridPaths",
     "checkpoint_path",
     "default_executor",
+    "load_grid",
     "make_grid",
     "result_path",
     "run_grid",
@@ -93,6 +94,26 @@ def make_grid(
 def result_path(config: ExperimentConfig, out_dir: str | os.PathLike[str]) -> Path:
     """Where :func:`run_grid` writes (and looks for) a run's JSON file."""
     return Path(out_dir) / f"{run_key(config)}.json"
+
+
+def load_grid(
+    configs: Iterable[ExperimentConfig], out_dir: str | os.PathLike[str]
+) -> dict[str, RunResult]:
+    """The records of a grid's runs in ``out_dir``: ``{file stem: RunResult}``, in grid order.
+
+    The file name carries :func:`dean_nb.config.run_key`, a hash of everything the run
+    computes, so a record is found only if it was made with the configuration as it is now.
+
+    Raises:
+        FileNotFoundError: a run of the grid has no record there (names the first three).
+    """
+    paths = [result_path(c, out_dir) for c in configs]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} records missing in {out_dir}, e.g. {missing[:3]}"
+        )
+    return {p.stem: load_run(p) for p in paths}
 
 
 def checkpoint_path(config: ExperimentConfig, out_dir: str | os.PathLike[str]) -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from dean_nb import grid, strategies
-from dean_nb.__main__ import build_parser, main, parse_epsilons, parse_seeds
+from dean_nb.__main__ import build_parser, grid_of_command, main, parse_epsilons, parse_seeds
+from dean_nb.grid import result_path
 
 TINY = ["--override", "epochs=2", "n_steps=1", "acquisition_size=10", "n_mc_samples=3"]
 
@@ -364,3 +365,35 @@ def test_ctrl_c_stops_cleanly_with_one_line_and_exit_130(workers, tmp_path):
     )
     time.sleep(0.5)
     assert _live_processes_in_group(proc.pid) == []  # no worker left running
+
+
+def test_grid_of_command_is_the_grid_run_computes(tmp_path, capsys, monkeypatch):
+    words = ["--strategies", "random,dean+denoise", "--epsilons", "0,0.3", "--seeds", "0-2"]
+    words += ["--denoise", "both", "--override", "epochs=3", "--quiet"]
+    configs = grid_of_command(["run", *words])
+    # random with and without the layer, dean with it only: 3 methods x 2 eps x 3 seeds
+    assert len(configs) == 3 * 2 * 3
+    methods = ("random", "random+denoise", "dean+denoise")
+    assert {(c.method, c.epsilon, c.seed) for c in configs} == {
+        (m, e, s) for m in methods for e in (0, 0.3) for s in (0, 1, 2)
+    }
+    assert all(c.epochs == 3 and c.quiet for c in configs)
+    # the same words as one shell line, with or without the program, give the same grid
+    line = " ".join(["python -m dean_nb run", *words])
+    assert grid_of_command(line) == configs
+    assert grid_of_command(line.removeprefix("python -m dean_nb ")) == configs
+    # and `run` itself counts exactly these runs, all of them found in --out
+    for config in configs:
+        result_path(config, tmp_path).write_text("{}")
+    monkeypatch.setattr("dean_nb.__main__.run_grid", lambda *args, **kwargs: grid.GridPaths())
+    assert main(["run", *words, "--out", str(tmp_path)]) == 0
+    assert f"{len(configs)} runs ({len(configs)} already" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["report results", "run --strategies nonsense", "run --epsilons 1.5", "run --override nope=1"],
+)
+def test_grid_of_command_refuses_what_run_refuses(command):
+    with pytest.raises(ValueError):
+        grid_of_command(command)

@@ -116,3 +116,20 @@ def test_dask_executor_runs_a_grid(tmp_path, tiny_grid, steps_without_times):
         assert steps_without_times(a.read_bytes()) == steps_without_times(b.read_bytes())
     df = load_results(tmp_path / "dask")
     assert len(df) == 2 * 2 and set(df["method"]) == {"random", "dean+denoise"}
+
+
+def test_load_grid_reads_a_grid_in_order_and_names_missing_records(tmp_path, write_record):
+    base = ExperimentConfig.preset("digits", "quick")
+    configs = make_grid(base, ["random", "dean"], [0.0], seeds=[0, 1])
+    for i, config in enumerate(configs):
+        write_record(tmp_path, 0.5 + 0.1 * i, strategy=config.strategy, seed=config.seed)
+    records = grid.load_grid(configs, tmp_path)
+    assert list(records) == [run_key(c) for c in configs]  # grid order, keyed by file stem
+    assert [r.config for r in records.values()] == configs
+    assert [r.accuracies[0] for r in records.values()] == pytest.approx([0.5, 0.6, 0.7, 0.8])
+    # a record made with another configuration (here: fewer epochs) is not one of the grid
+    other = make_grid(base.replace(epochs=20), ["random"], [0.0], seeds=[0])
+    with pytest.raises(FileNotFoundError, match="1 of 1 records missing"):
+        grid.load_grid(other, tmp_path)
+    with pytest.raises(FileNotFoundError, match="1 of 5"):
+        grid.load_grid([*configs, *other], tmp_path)

@@ -208,3 +208,33 @@ def test_chapter_one_figures_fit_the_column():
     assert fig.get_figwidth() <= plots.MAX_WIDTH
     assert min(t.get_fontsize() for t in texts(fig)) >= plots.MIN_FONT
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
+
+
+def test_claim_gaps_shows_every_claim_ours_beside_the_papers():
+    claims = pd.DataFrame(
+        {
+            "claim": ["1. cold start: a", "2. later: b", "3. noise: c"],
+            "epsilon": [0.0, 0.3, 0.3],
+            "gap": [-0.02, 0.01, float("nan")],
+            "stderr": [0.01, float("nan"), float("nan")],
+            "n_seeds": [5, 1, 0],
+            "paper_gap": [-0.001, 0.004, 0.053],
+        }
+    )
+    fig = plots.claim_gaps(claims, 0.01, ours="ours, X")
+    width, _ = fig.get_size_inches()
+    assert width <= plots.MAX_WIDTH
+    shown = [t.get_text() for t in texts(fig)]
+    assert all(t.get_fontsize() >= plots.MIN_FONT for t in texts(fig))
+    for label in ("1. cold start, ε = 0", "2. later, ε = 0.3", "3. noise, ε = 0.3"):
+        assert label in shown
+    assert {"n = 5", "n = 1", "no records", "ours, X (± se)", "paper, MNIST (20 runs)"} <= set(
+        shown
+    )
+    (ax,) = fig.axes
+    bars = [p.get_width() for p in ax.patches if p.get_height() == pytest.approx(0.4)]
+    assert bars[:3] == pytest.approx([-0.1, 0.4, 5.3])  # the paper's, in points
+    assert bars[3:5] == pytest.approx([-2.0, 1.0])  # ours
+    with pytest.raises(ValueError):
+        plots.claim_gaps(claims, 0.01, width=plots.MAX_WIDTH + 1)
+    plt.close("all")

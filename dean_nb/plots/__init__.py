@@ -12,6 +12,7 @@ state and nothing is shown: a notebook displays the returned figure, a script sa
   values written in the cells (section 4.2, Fig. 5b).
 - :func:`uncertainty_curves`: the model uncertainty sigma per step, with and without
   denoising (the paper's Table 1 and Fig. 7, 10).
+- :func:`claim_gaps`: the paper's claims as gaps, the paper's MNIST beside ours (chapter 6).
 - :func:`image_grid`, :func:`noisy_label_examples`: images with their labels (chapter 1).
 - :func:`score_grid`, :func:`bald_stability`: BALD against entropy per labelled-set size, and
   two MC estimates of BALD against each other (chapter 2).
@@ -35,7 +36,7 @@ from .illustrations import (
     score_grid,
     training_trajectories,
 )
-from .results import channel_heatmaps, learning_curves, uncertainty_curves
+from .results import channel_heatmaps, claim_gaps, learning_curves, uncertainty_curves
 from .style import MAX_WIDTH, MIN_FONT, method_style
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "MIN_FONT",
     "bald_stability",
     "channel_heatmaps",
+    "claim_gaps",
     "diversity_panels",
     "image_grid",
     "learning_curves",

@@ -1,4 +1,5 @@
-"""Figures of recorded runs: learning curves, uncertainty curves, channel heatmaps (chapters 4-6)."""
+"""Figures of recorded runs: learning curves, uncertainty curves, channel heatmaps, the paper's
+claims as gaps (chapters 4-6)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .style import (
     panel_grid,
 )
 
-__all__ = ["channel_heatmaps", "learning_curves", "uncertainty_curves"]
+__all__ = ["channel_heatmaps", "claim_gaps", "learning_curves", "uncertainty_curves"]
 
 
 def _band_panels(
@@ -220,4 +221,59 @@ def channel_heatmaps(
     assert image is not None
     bar = fig.colorbar(image, ax=list(axes), shrink=0.8)
     bar.ax.tick_params(labelsize=SMALL)
+    return fig
+
+
+def claim_gaps(
+    claims, margin: float, ours: str = "ours", width: float = MAX_WIDTH, height: float = 3.8
+) -> Figure:
+    """The paper's claims as horizontal bars: the paper's MNIST gap beside ours (chapter 6).
+
+    Args:
+        claims: :func:`dean_nb.compare.claims_table` (columns ``claim, epsilon, gap, stderr,
+            n_seeds, paper_gap``; accuracy fractions), one bar pair per row, top to bottom.
+        margin: the claims' tie margin, shaded around zero.
+        ours: the legend's name of our runs (``"ours, Fashion-MNIST"``).
+        width, height: the figure size in inches (``width`` at most :data:`MAX_WIDTH`).
+
+    Returns:
+        A figure of one axes: gaps in accuracy points, ours with +/- one standard error and
+        the number of paired seeds (``no records`` where none).
+    """
+    check_frame(claims, ["claim", "epsilon", "gap", "stderr", "n_seeds", "paper_gap"])
+    if width > MAX_WIDTH:
+        raise ValueError(f"width {width} exceeds the column's {MAX_WIDTH} in")
+    fig = Figure(figsize=(width, height), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(claims))
+    labels = [
+        f"{name.split(':')[0]}, ε = {eps:g}"
+        for name, eps in zip(claims["claim"], claims["epsilon"], strict=True)
+    ]
+    gap = 100 * claims["gap"].to_numpy(dtype=float)
+    stderr = 100 * np.nan_to_num(claims["stderr"].to_numpy(dtype=float))
+    ax.axvspan(
+        -100 * margin, 100 * margin, color="0.92", zorder=0, label=f"within ±{100 * margin:g} point"
+    )
+    paper = 100 * claims["paper_gap"].to_numpy(dtype=float)
+    ax.barh(y - 0.2, paper, height=0.4, color="0.55", label="paper, MNIST (20 runs)")
+    ax.barh(y + 0.2, gap, xerr=stderr, height=0.4, color="C3", label=f"{ours} (± se)")
+    for yi, g, se, n in zip(y, gap, stderr, claims["n_seeds"], strict=True):
+        x = 0.0 if np.isnan(g) else max(g + se, 0.0)  # right of the bar and its se
+        text = "no records" if n == 0 else f"n = {n}"
+        ax.annotate(
+            text,
+            (x, yi + 0.2),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=SMALL,
+        )
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=FONT)
+    ax.set_xlabel("accuracy gap (points)", fontsize=FONT)
+    ax.set_title("The three claims as gaps", fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    ax.invert_yaxis()
+    fig.legend(loc="outside lower center", ncol=2, fontsize=SMALL)
     return fig
