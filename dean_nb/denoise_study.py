@@ -17,6 +17,7 @@ the training. :func:`channel_for` builds the channels of the chapter's named var
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "NoisyLabelRun",
     "channel_for",
     "run_variant",
+    "summarise",
     "train_on_noisy_labels",
 ]
 
@@ -266,3 +268,25 @@ def run_variant(
         n_mc_samples=n_mc_samples,
         sigma_seed=seed,
     )
+
+
+def summarise(runs: list[NoisyLabelRun], epochs: tuple[int, ...]) -> dict[str, float]:
+    """Means over ``runs`` (the seeds of one setting) of what the chapter tabulates.
+
+    ``accuracy @e`` for every ``e`` of ``epochs``; at the last of them ``memorised @e``
+    (``NaN`` without flips) and ``mean diag(W)`` (``NaN`` without a channel); and ``sigma``.
+    """
+    if not runs or not epochs:
+        raise ValueError("summarise needs at least one run and one epoch")
+    last = epochs[-1]
+
+    def mean(key: str, epoch: int) -> float:
+        values = [r.at(key, epoch) for r in runs if getattr(r, key).size]
+        return float(np.mean(values)) if values else math.nan
+
+    row = {f"accuracy @{e}": mean("accuracy", e) for e in epochs}
+    row[f"memorised @{last}"] = mean("memorised", last)
+    row["mean diag(W)"] = mean("diagonal", last)
+    sigmas = [r.sigma for r in runs if r.sigma is not None]
+    row["sigma"] = float(np.mean(sigmas)) if sigmas else math.nan
+    return row

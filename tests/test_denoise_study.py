@@ -10,6 +10,7 @@ from dean_nb.denoise_study import (
     CHANNEL_VARIANTS,
     EpochRecorder,
     channel_for,
+    summarise,
     train_on_noisy_labels,
 )
 from dean_nb.models import build_mlp
@@ -122,3 +123,15 @@ def test_recording_does_not_change_training():
     train_model(plain_model, x, y_noisy, config, device="cpu", generator=7)
     for a, b in zip(rec_model.parameters(), plain_model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_summarise_means_over_runs_at_the_given_epochs():
+    a, b = run(4), run(4, eps=0.2)
+    row = summarise([a, b], (2, 4))
+    assert list(row) == ["accuracy @2", "accuracy @4", "memorised @4", "mean diag(W)", "sigma"]
+    assert row["accuracy @2"] == pytest.approx((a.accuracy[0] + b.accuracy[0]) / 2)
+    assert row["memorised @4"] == pytest.approx((a.memorised[1] + b.memorised[1]) / 2)
+    assert row["mean diag(W)"] == pytest.approx((a.diagonal[1] + b.diagonal[1]) / 2)
+    assert row["sigma"] == pytest.approx((a.sigma + b.sigma) / 2)
+    plain = summarise([run(2, "no channel", eps=0.0)], (2,))
+    assert np.isnan(plain["mean diag(W)"]) and np.isnan(plain["memorised @2"])
