@@ -45,16 +45,17 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from dean_nb.data import load_dataset
 from dean_nb.denoise import NoisyChannel, channel_distance, noisy_log_probs
+from dean_nb.denoise_study import EpochRecorder, NoisyLabelRun, train_on_noisy_labels
 from dean_nb.models import MCDropoutNet, build_mlp, build_model
 from dean_nb.oracle import NoisyOracle, symmetric_channel
 from dean_nb.runtime import make_generator, seeded_global_rng
-from dean_nb.training import TrainConfig, train_model
+from dean_nb.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -206,15 +207,6 @@ def mlp(in_features: int, num_classes: int, seed: int) -> MCDropoutNet:
     return build_mlp(in_features, num_classes, width=128, seed=seed)
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        acc = float((model(x).argmax(1) == y).float().mean())
-    model.train(was_training)
-    return acc
-
-
 def _own_loop(job, model, channel, x, y_noisy, gen, on_epoch_end) -> None:
     """The training loop of :func:`train_model`, plus channel warm-up and SGD for the channel."""
     v, n = job.variant, x.shape[0]
@@ -273,19 +265,6 @@ def run_job(job: Job) -> dict:
             k, v.parameterisation, init_diagonal=v.init_diagonal, trace_weight=v.trace_weight
         )
 
-    records: list[dict] = []
-
-    def record(epoch: int, model: nn.Module, channel: NoisyChannel | None) -> None:
-        rec = {"epoch": epoch, "test_acc": _accuracy(model, x_test, y_test)}
-        model.eval()
-        with torch.no_grad():
-            pred = model(x).argmax(1)
-        hit = pred[flipped] == y_noisy[flipped]
-        rec["memorised"] = float(hit.float().mean()) if flipped.any() else 0.0
-        if channel is not None:
-            rec.update(channel_distance(channel.matrix, true_channel))
-        records.append(rec)
-
     t0 = time.perf_counter()
     via_train_model = v.optimizer == "adam" and v.warmup_epochs == 0 and v.channel_lr > 0
     if via_train_model or channel is None:
@@ -296,18 +275,36 @@ def run_job(job: Job) -> dict:
             weight_decay=job.weight_decay,
             channel_lr=v.channel_lr if channel is not None else None,
         )
-        train_model(
+        run = train_on_noisy_labels(
             model,
             x,
+            y_true,
             y_noisy,
             config,
+            x_test=x_test,
+            y_test=y_test,
             channel=channel,
-            device="cpu",
             generator=gen,
-            on_epoch_end=record,
+            device="cpu",
         )
     else:
-        _own_loop(job, model, channel, x, y_noisy, gen, record)
+        recorder = EpochRecorder(x_test, y_test, x, y_true, y_noisy, device="cpu")
+        _own_loop(job, model, channel, x, y_noisy, gen, recorder)
+        run = NoisyLabelRun(
+            epoch=np.array(recorder.epoch),
+            accuracy=np.array(recorder.accuracy),
+            memorised=np.array(recorder.memorised),
+            channels=np.stack(recorder.channels),
+            flip_rate=float(flipped.double().mean()),
+        )
+    records: list[dict] = []
+    for r, epoch in enumerate(run.epoch.tolist()):
+        rec = {"epoch": epoch, "test_acc": float(run.accuracy[r])}
+        rec["memorised"] = float(run.memorised[r]) if run.memorised.size else 0.0
+        if run.channels is not None:
+            learned = torch.from_numpy(run.channels[r])
+            rec.update(channel_distance(learned, true_channel.double()))
+        records.append(rec)
     return {
         "job": {**asdict(job), "variant": v.name},
         "records": records,

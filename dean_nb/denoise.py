@@ -346,6 +346,19 @@ def channel_distance(learned: torch.Tensor, true: torch.Tensor) -> dict[str, flo
     }
 
 
+def trust_weight(p_label, diagonal: float, num_classes: int):
+    """How much of its cross-entropy gradient an example keeps behind a fixed symmetric channel.
+
+    For ``W`` with diagonal ``d`` and off-diagonal ``o = (1 - d) / (K - 1)``, the gradient of
+    ``-log (W p)_i`` with respect to the logits is that of ``-log p_i`` times
+    ``r(p_i) = (d - o) p_i / (o + (d - o) p_i)``, in ``[0, 1)`` for ``d < 1`` (one for
+    ``W = I``). Elementwise on floats, arrays or tensors ``p_label`` (any shape); ``r`` is
+    one half at ``p_i = o / (d - o)``.
+    """
+    off = (1 - diagonal) / (num_classes - 1)
+    return (diagonal - off) * p_label / (off + (diagonal - off) * p_label)
+
+
 __all__ = [
     "DEFAULT_INIT_DIAGONAL",
     "DEFAULT_SOFTMAX_LR",
@@ -361,4 +374,5 @@ __all__ = [
     "near_identity",
     "noisy_log_probs",
     "project_to_simplex_columns",
+    "trust_weight",
 ]

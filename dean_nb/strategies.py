@@ -61,6 +61,7 @@ __all__ = [
     "Strategy",
     "available",
     "get",
+    "pool_subset_indices",
     "random_indices",
     "register",
     "select_from_pool",
@@ -449,6 +450,24 @@ class DeAnStrategy:
 # --------------------------------------------------------------------------------------------
 
 
+def pool_subset_indices(
+    pool_size: int, pool_subset: int | None, generator: torch.Generator
+) -> torch.Tensor:
+    """The uniform random pool subset of Algorithm 1, step 1: ``(S,)`` int64 CPU indices.
+
+    ``S = min(pool_subset, pool_size)`` distinct indices into ``range(pool_size)``, in
+    increasing order, drawn with one ``randperm`` from ``generator`` (the draw
+    :func:`select_from_pool` makes). ``pool_subset = None`` or ``>= pool_size`` returns
+    ``arange(pool_size)`` and draws nothing.
+    """
+    pool_size = check_int_range("pool_size", pool_size, 1)
+    if pool_subset is None or pool_subset >= pool_size:
+        return torch.arange(pool_size)
+    pool_subset = check_int_range("pool_subset", pool_subset, 1)
+    subset_S = torch.randperm(pool_size, generator=generator, device=generator.device)
+    return subset_S[:pool_subset].cpu().sort().values
+
+
 def select_from_pool(
     strategy: Strategy | str,
     ctx: AcquisitionContext,
@@ -480,8 +499,7 @@ def select_from_pool(
             f"(or be None), got {pool_subset}"
         )
     gen = _generator(ctx)
-    subset_S = torch.randperm(pool_size, generator=gen, device=gen.device)[:pool_subset]
-    subset_S = subset_S.cpu().sort().values
+    subset_S = pool_subset_indices(pool_size, pool_subset, gen)
     sub_ctx = dataclasses.replace(
         ctx, x_pool=ctx.x_pool[subset_S.to(ctx.x_pool.device)], generator=gen
     )

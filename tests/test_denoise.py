@@ -4,6 +4,7 @@ input, the training hooks, and that denoising pays off on data with a known K-SC
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from dean_nb.denoise import (
     DEFAULT_INIT_DIAGONAL,
@@ -16,6 +17,7 @@ from dean_nb.denoise import (
     near_identity,
     noisy_log_probs,
     project_to_simplex_columns,
+    trust_weight,
 )
 from dean_nb.models import MCDropoutNet, build_mlp
 from dean_nb.oracle import NoisyOracle, check_channel, symmetric_channel
@@ -217,6 +219,27 @@ def test_attach_gives_log_noisy_probs_and_detach_the_base_model():
     torch.testing.assert_close(copy(x), model(x))
     # The composite shares the model's parameters.
     assert {id(p) for p in model.parameters()} <= {id(p) for p in star.parameters()}
+
+
+@pytest.mark.parametrize("d", [0.7, 0.4, 1.0])
+def test_trust_weight_scales_the_cross_entropy_gradient(d):
+    """Behind a fixed symmetric channel the logits' gradient is r(p_label) times the plain one."""
+    k = 10
+    logits = torch.randn(8, k, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    logits.requires_grad_(True)
+    labels = torch.arange(8) % k
+    plain = torch.autograd.grad(F.cross_entropy(logits, labels, reduction="sum"), logits)[0]
+    fixed = NoisyChannel(k, "projected", init=near_identity(k, d)).double()
+    loss = F.nll_loss(noisy_log_probs(logits, fixed), labels, reduction="sum")
+    grad = torch.autograd.grad(loss, logits)[0]
+    p_label = F.softmax(logits, 1)[torch.arange(8), labels].detach()
+    torch.testing.assert_close(grad, trust_weight(p_label, d, k)[:, None] * plain)
+    if d < 1:  # a weight in [0, 1), one half at p = o / (d - o)
+        p = torch.linspace(0, 1, 101, dtype=torch.float64)
+        r = trust_weight(p, d, k)
+        assert (r >= 0).all() and (r < 1).all() and (r.diff() > 0).all()
+        off = (1 - d) / (k - 1)
+        assert trust_weight(off / (d - off), d, k) == pytest.approx(0.5)
 
 
 def test_attach_builds_a_default_channel_and_checks_sizes():

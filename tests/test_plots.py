@@ -151,6 +151,26 @@ def test_chapter3_maps_and_diversity():
     fig = plots.diversity_panels(table, ["0", "1", "∞"], baseline="top-20 BALD")
     assert_legible(fig)
     assert [ax.get_title() for ax in visible_axes(fig)] == list(table.columns)
+    fig = plots.distance_histograms(gen.random(500), gen.random(100) / 10)
+    assert_legible(fig)
+    assert len(fig.axes[0].patches) == 2 * 80  # two histograms of 80 bins
+    clusters = np.r_[np.zeros(60, int), np.ones(30, int), np.arange(2, 12)]
+    fig = plots.cluster_map(xy, classes, clusters, np.arange(12))
+    assert_legible(fig)
+    assert visible_axes(fig)[1].get_title() == "single linkage, 12 clusters"
+    grey = visible_axes(fig)[1].collections[0]  # the two largest clusters
+    assert len(grey.get_offsets()) == 90
+    betas = np.logspace(-1, 4, 11)
+    fig = plots.pick_transition(
+        betas, np.linspace(100, 10, 11), np.linspace(0, 1, 11), pool_size=100, frozen=9.0
+    )
+    assert_legible(fig)
+    assert len(visible_axes(fig)) == 2
+    sigmas = np.linspace(0.02, 1, 50)
+    maps = {kind: 1 / sigmas**k for k, kind in enumerate(("exp", "pow4", "log"), 1)}
+    fig = plots.beta_maps(sigmas, maps, (10.0, 100.0), 0.5, 1.6)
+    assert_legible(fig)
+    assert [line.get_label() for line in fig.axes[0].lines][:3] == list(maps)
 
 
 def test_chapter4_trajectories_and_sweep():
@@ -175,6 +195,16 @@ def test_chapter4_trajectories_and_sweep():
     assert_legible(fig)
     axes = visible_axes(fig)
     assert len(axes) == 6 and axes[-1].get_title() == "after 50 epochs"
+    fig = plots.trust_weight_curves({"W = I": 1.0, "true": 0.7, "learned": 0.38}, 10)
+    assert_legible(fig)
+    lines = fig.axes[0].lines
+    assert [line.get_label() for line in lines] == [
+        "W = I: d = 1.00",
+        "true: d = 0.70",
+        "learned: d = 0.38",
+    ]
+    np.testing.assert_allclose(lines[0].get_ydata(), 1.0)  # W = I: every label at full weight
+    assert (np.diff(lines[2].get_ydata()) > 0).all() and lines[2].get_ydata()[-1] < 1
 
 
 def test_plots_return_figures_without_global_state(tmp_path, fake_results):

@@ -243,6 +243,25 @@ def test_pool_subset_maps_indices_back_to_the_full_pool(model, data):
     assert subset.tolist() == expected_subset.tolist()
 
 
+@pytest.mark.parametrize("size", [1, 7, POOL - 1])
+def test_pool_subset_indices_are_distinct_sorted_and_the_selection_subset(model, data, size):
+    subset = strategies.pool_subset_indices(POOL, size, make_generator(3))
+    assert subset.dtype == torch.int64 and subset.numel() == size
+    assert subset.unique().numel() == size and (subset[1:] > subset[:-1]).all()
+    assert 0 <= subset.min() and subset.max() < POOL
+    if size >= BUDGET:  # the subset select_from_pool scores
+        selection = strategies.select_from_pool("entropy", make_ctx(model, data, seed=3), size)
+        assert torch.isfinite(selection.scores).nonzero().squeeze(1).tolist() == subset.tolist()
+
+
+def test_pool_subset_indices_of_the_whole_pool_draw_nothing():
+    gen = make_generator(5)
+    before = gen.get_state()
+    for size in (None, POOL, POOL + 10):
+        assert torch.equal(strategies.pool_subset_indices(POOL, size, gen), torch.arange(POOL))
+    assert torch.equal(gen.get_state(), before)
+
+
 def test_pool_subset_of_full_size_is_the_plain_strategy(model, data):
     full = strategies.get("bald").select(make_ctx(model, data, seed=1))
     same = strategies.select_from_pool("bald", make_ctx(model, data, seed=1), pool_subset=POOL)

@@ -17,9 +17,12 @@ state and nothing is shown: a notebook displays the returned figure, a script sa
 - :func:`score_grid`, :func:`bald_stability`: BALD against entropy per labelled-set size, and
   two MC estimates of BALD against each other (chapter 2).
 - :func:`pick_maps`, :func:`diversity_panels`: annealed batches on a 2-D map of the pool, and
-  their diversity against beta (chapter 3).
-- :func:`training_trajectories`, :func:`noise_sweep`: the denoising layer along training and
-  across noise levels (chapter 4).
+  their diversity against beta; :func:`distance_histograms`, :func:`cluster_map`,
+  :func:`pick_transition`, :func:`beta_maps`: the distances, clusters, the pick's transition
+  from uniform to centroid, and the maps beta = f(sigma) (chapter 3).
+- :func:`training_trajectories`, :func:`noise_sweep`, :func:`trust_weight_curves`: the
+  denoising layer along training and across noise levels, and the weight it gives a label
+  (chapter 4).
 
 Every figure fits the book's 688-px column: at most :data:`MAX_WIDTH` inches wide at 100 dpi,
 so it is shown at its own size, and no text smaller than :data:`MIN_FONT` points. Wide rows
@@ -28,13 +31,18 @@ of panels are stacked into grids of at most two or three columns.
 
 from .illustrations import (
     bald_stability,
+    beta_maps,
+    cluster_map,
+    distance_histograms,
     diversity_panels,
     image_grid,
     noise_sweep,
     noisy_label_examples,
     pick_maps,
+    pick_transition,
     score_grid,
     training_trajectories,
+    trust_weight_curves,
 )
 from .results import channel_heatmaps, claim_gaps, learning_curves, uncertainty_curves
 from .style import MAX_WIDTH, MIN_FONT, method_style
@@ -43,8 +51,11 @@ __all__ = [
     "MAX_WIDTH",
     "MIN_FONT",
     "bald_stability",
+    "beta_maps",
     "channel_heatmaps",
     "claim_gaps",
+    "cluster_map",
+    "distance_histograms",
     "diversity_panels",
     "image_grid",
     "learning_curves",
@@ -52,7 +63,9 @@ __all__ = [
     "noise_sweep",
     "noisy_label_examples",
     "pick_maps",
+    "pick_transition",
     "score_grid",
     "training_trajectories",
+    "trust_weight_curves",
     "uncertainty_curves",
 ]

@@ -9,11 +9,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..denoise import trust_weight
 from ..oracle import symmetric_information_bits
 from .style import FONT, MAX_WIDTH, SMALL, as_matrix, heatmap, panel_grid
 
 __all__ = [
     "bald_stability",
+    "beta_maps",
+    "cluster_map",
+    "distance_histograms",
     "diversity_panels",
     "image_grid",
     "information_curve",
@@ -21,8 +25,10 @@ __all__ = [
     "noise_sweep",
     "noisy_label_examples",
     "pick_maps",
+    "pick_transition",
     "score_grid",
     "training_trajectories",
+    "trust_weight_curves",
 ]
 
 
@@ -258,6 +264,85 @@ def diversity_panels(table, tick_labels: Sequence[str], *, baseline: str) -> Fig
     return fig
 
 
+def distance_histograms(all_pairs, nearest) -> Figure:
+    """Densities of the pool's pairwise distances and of each image's nearest-neighbour
+    distance (chapter 3), both ``(M,)`` arrays of square-root JS distances in ``[0, 1]``."""
+    fig = Figure(figsize=(6.5, 3.2), layout="constrained")
+    ax = fig.subplots()
+    bins = np.linspace(0, 1, 81)
+    for values, label in ((all_pairs, "all pairs"), (nearest, "nearest other image")):
+        ax.hist(np.asarray(values), bins=bins, density=True, alpha=0.6, label=label)
+    ax.set(xlabel="$d$ (square-root JS, base 2)", ylabel="density", yticks=[])
+    ax.set_title("Distances between the pool's predictive distributions", fontsize=FONT)
+    ax.legend(fontsize=SMALL)
+    return fig
+
+
+def cluster_map(xy, predicted, clusters, centroids) -> Figure:
+    """The pool on a 2-D map (chapter 3): coloured by predicted class, and by cluster with the
+    two largest clusters in grey and the centroids as crosses.
+
+    Args:
+        xy: ``(N, 2)`` map coordinates; predicted: ``(N,)`` classes; clusters: ``(N,)`` ids
+            ``0..C-1``; centroids: ``(C,)`` pool indices.
+    """
+    xy = np.asarray(xy)
+    clusters = np.asarray(clusters)
+    n_clusters = int(clusters.max()) + 1
+    fig = Figure(figsize=(MAX_WIDTH, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    axes[0].scatter(*xy.T, c=np.asarray(predicted), cmap="tab10", vmin=-0.5, vmax=9.5, s=6)
+    axes[0].set_title("predicted class", fontsize=FONT)
+    big = np.isin(clusters, np.argsort(-np.bincount(clusters), kind="stable")[:2])
+    axes[1].scatter(*xy[big].T, c="0.8", s=6, label="two largest clusters")
+    axes[1].scatter(*xy[~big].T, c=clusters[~big] % 20, cmap="tab20", s=14, label="other clusters")
+    axes[1].scatter(*xy[np.asarray(centroids)].T, marker="+", c="k", s=40, lw=1, label="centroids")
+    axes[1].set_title(f"single linkage, {n_clusters} clusters", fontsize=FONT)
+    axes[1].legend(fontsize=SMALL, loc="lower left")
+    for ax in axes:
+        ax.set(xticks=[], yticks=[])
+    return fig
+
+
+def pick_transition(betas, perplexity, centroid_mass, *, pool_size: int, frozen: float) -> Figure:
+    """Perplexity of the pick and its probability of being a centroid against beta (chapter 3).
+
+    ``betas``, ``perplexity``, ``centroid_mass``: ``(G,)``; ``pool_size`` and ``frozen`` (the
+    perplexity of ``p(c)``) are the two limits, drawn as reference lines.
+    """
+    fig = Figure(figsize=(MAX_WIDTH, 3.0), layout="constrained")
+    axes = fig.subplots(1, 2)
+    axes[0].loglog(betas, perplexity, "o-", ms=3)
+    axes[0].axhline(pool_size, ls=":", c="k")
+    axes[0].axhline(frozen, ls="--", c="k")
+    axes[0].text(
+        betas[0], pool_size * 0.8, r"$|P'|$: uniform ($\beta = 0$)", va="top", fontsize=SMALL
+    )
+    axes[0].text(betas[0], frozen * 1.2, r"$p(c)$ ($\beta = \infty$)", fontsize=SMALL)
+    axes[0].set(xlabel=r"$\beta$", ylabel="perplexity of the pick")
+    axes[1].semilogx(betas, centroid_mass, "o-", ms=3)
+    axes[1].set(xlabel=r"$\beta$", ylabel="P(pick is a centroid)", ylim=(0, 1.05))
+    return fig
+
+
+def beta_maps(sigmas, betas_by_kind: dict, band, sigma: float, beta: float) -> Figure:
+    """The maps ``beta = f(sigma)`` (chapter 3), the band of beta where the pick changes
+    (``(low, high)``) and the model's own ``(sigma, beta)`` as a dot.
+
+    ``betas_by_kind``: ``{kind: (S,) betas}`` over ``sigmas (S,)``.
+    """
+    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for kind, betas in betas_by_kind.items():
+        ax.semilogy(sigmas, betas, label=kind)
+    ax.axhspan(*band, color="0.9", label="pick goes from uniform to centroid")
+    ax.plot([sigma], [beta], "ko", label=rf"this model: $\sigma$ = {sigma:.2f}")
+    ax.set(xlabel=r"model uncertainty $\sigma$", ylabel=r"$\beta = f(\sigma)$")
+    ax.set_ylim(1e-3, 1e12)
+    ax.legend(fontsize=SMALL)
+    return fig
+
+
 def training_trajectories(
     epochs,
     accuracy: dict,
@@ -331,4 +416,18 @@ def noise_sweep(curves: dict, summary, *, epochs, last_epoch: int, styles: dict)
         if i % 3 == 0:
             ax.set_ylabel("clean test accuracy (%)")
     axes[0].legend(fontsize=SMALL, loc="lower right")
+    return fig
+
+
+def trust_weight_curves(diagonals: dict, num_classes: int) -> Figure:
+    """The weight ``r(p)`` a fixed symmetric channel gives a label of probability ``p``
+    (chapter 4, :func:`dean_nb.denoise.trust_weight`), one curve per ``{name: diagonal}``."""
+    p_grid = np.logspace(-3, 0, 200)
+    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for name, d in diagonals.items():
+        ax.semilogx(p_grid, trust_weight(p_grid, d, num_classes), label=f"{name}: d = {d:.2f}")
+    ax.set(xlabel=r"network's probability of the given label $p_i$", ylabel=r"weight $r(p_i)$")
+    ax.legend(fontsize=SMALL)
+    ax.grid(alpha=0.3)
     return fig
