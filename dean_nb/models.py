@@ -44,7 +44,14 @@ from torch import nn
 from dean_nb.runtime import derive_seed, make_generator, seeded_global_rng
 from dean_nb.validation import check_int_range
 
-__all__ = ["ARCHS", "MCDropoutNet", "arch_for_dataset", "build_mlp", "build_model"]
+__all__ = [
+    "ARCHS",
+    "MCDropoutNet",
+    "arch_for_dataset",
+    "build_mlp",
+    "build_model",
+    "multiply_adds",
+]
 
 ARCHS: tuple[str, ...] = ("digits", "mnist", "emnist", "cifar10", "cifar100")
 
@@ -336,3 +343,31 @@ def build_mlp(in_features: int, num_classes: int, width: int = 128, seed: int = 
             nn.Dropout(0.1), first_dense, nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, num_classes)
         )
         return MCDropoutNet(trunk, head, first_dense, num_classes, "mlp")
+
+
+def multiply_adds(module: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of the ``Conv2d`` and ``Linear`` layers of ``module`` for one input.
+
+    Runs ``module`` once, without gradients, on ``x[:1]`` (``x`` is ``(N, ...)``, moved to the
+    module's device) with forward hooks that count ``weight[0].numel()`` (``in_channels /
+    groups * kh * kw``, or ``in_features``) per output element. Biases, activations and
+    pooling are not counted. Chapter 2 compares a model's trunk with the whole network.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[0] == 0:
+        raise ValueError("x must be a tensor (N, ...) with N >= 1")
+    counts: list[int] = []
+
+    def hook(layer: nn.Module, _inputs, output: torch.Tensor) -> None:
+        counts.append(layer.weight[0].numel() * output[0].numel())
+
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in layers]
+    parameter = next(module.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    try:
+        with torch.no_grad():
+            module(x[:1].to(device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum(counts)

@@ -33,6 +33,7 @@ __all__ = [
     "MAX_HEAD_ELEMENTS_ACCELERATOR",
     "MAX_HEAD_ELEMENTS_CPU",
     "bald",
+    "expected_entropy",
     "inference_modes",
     "max_head_elements",
     "mc_dropout_probs",
@@ -244,6 +245,15 @@ def bald(probs_T_N_K: torch.Tensor) -> torch.Tensor:
     total = _entropy(probs.mean(dim=0))
     expected = _entropy(probs).mean(dim=0)
     return (total - expected).clamp_min(0.0)
+
+
+def expected_entropy(probs_T_N_K: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of the single passes, ``mean_t H(p_t)`` in nats: ``(N,)``.
+
+    The aleatoric part of the decomposition ``predictive_entropy = expected_entropy + bald``
+    (chapter 2); ``probs_T_N_K`` are T MC-dropout samples.
+    """
+    return _entropy(_check_mc_probs("probs_T_N_K", probs_T_N_K)).mean(dim=0)
 
 
 def variation_ratio(probs_T_N_K: torch.Tensor) -> torch.Tensor:

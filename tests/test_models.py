@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from dean_nb.models import ARCHS, MCDropoutNet, arch_for_dataset, build_model
+from dean_nb.models import ARCHS, MCDropoutNet, arch_for_dataset, build_model, multiply_adds
 
 # (arch, in_channels, image_size, num_classes, first dense width)
 CASES = [
@@ -141,3 +141,18 @@ def test_build_mlp_splits_trunk_and_head_and_is_seeded():
     assert a.eval()(torch.randn(7, 5)).shape == (7, 3)
     with pytest.raises(ValueError, match="num_classes"):
         build_mlp(5, 1)
+
+
+def test_multiply_adds_counts_conv_and_linear_layers():
+    conv = nn.Conv2d(2, 3, kernel_size=3)  # 6x6 -> 4x4 outputs, 2*3*3 each
+    assert multiply_adds(conv, torch.zeros(5, 2, 6, 6)) == 3 * 16 * 18
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.ReLU(), nn.Linear(7, 4))
+    assert multiply_adds(net, torch.zeros(9, 12)) == 12 * 7 + 7 * 4
+    assert not conv._forward_hooks and not net[1]._forward_hooks  # hooks removed
+    model = build_model("digits", 10, 1, 8, seed=0)
+    x = torch.zeros(3, 1, 8, 8)
+    trunk, total = multiply_adds(model.trunk, x), multiply_adds(model, x)
+    assert 0 < trunk < total
+    assert total == trunk + multiply_adds(model.head, model.trunk(x))
+    with pytest.raises(ValueError, match="x"):
+        multiply_adds(conv, torch.zeros(0, 2, 6, 6))

@@ -137,6 +137,41 @@ def test_chapter2_grids_have_one_row_per_case():
     assert fig.axes[0].get_title() == "20 labels, T = 2: Spearman 0.50"
 
 
+def test_chapter2_figures_fit_the_column():
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.distributions.Dirichlet(torch.ones(10)).sample((20, 3))
+    fig = plots.mc_passes(torch.rand(3, 1, 8, 8, generator=gen), probs, ["a", "b", "c"], title="T")
+    assert_legible(fig)
+    assert len(fig.axes) == 6 and sum(len(ax.images) > 0 for ax in fig.axes) == 3
+    values = np.array([0.7, 0.0, 0.2])
+    fig = plots.entropy_decomposition(
+        ["x", "y", "z"],
+        values,
+        values[::-1],
+        np.random.default_rng(0).random(50),
+        np.random.default_rng(1).random(50) / 3,
+        max_entropy=np.log(10),
+        pool_title="pool",
+    )
+    assert_legible(fig)
+    assert all(ax.get_ylabel() for ax in fig.axes)
+    runs = pd.DataFrame(
+        {
+            "labels": [20, 20, 800, 800],
+            "seed": [0, 1, 0, 1],
+            "sigma": [0.5, 0.4, 0.1, 0.05],
+            "test accuracy": [0.7, 0.8, 0.95, 0.97],
+        }
+    )
+    fig = plots.sigma_against_labels(runs)
+    assert_legible(fig)
+    assert [ax.get_ylabel() for ax in fig.axes] == [r"model uncertainty $\sigma$", "test accuracy"]
+    shares = {(n, s): torch.full((10,), 0.1) for n in (20, 800) for s in (0, 1, 2)}
+    fig = plots.top_pick_shares(shares, torch.full((10,), 0.1), (20, 800), top_b=50)
+    assert_legible(fig)
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 30
+
+
 def test_chapter3_maps_and_diversity():
     gen = np.random.default_rng(0)
     xy, classes = gen.random((100, 2)), gen.integers(0, 10, 100)

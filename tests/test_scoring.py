@@ -11,6 +11,7 @@ from dean_nb.models import build_model
 from dean_nb.runtime import derive_seed, make_generator, seeded_global_rng
 from dean_nb.scoring import (
     bald,
+    expected_entropy,
     inference_modes,
     mc_dropout_probs,
     model_uncertainty,
@@ -82,7 +83,29 @@ def test_bald_between_zero_and_entropy_and_log_k(concentration):
     assert ((v >= 0) & (v <= 1 - 1 / k + 1e-6)).all()
 
 
-@pytest.mark.parametrize("fn", [bald, variation_ratio])
+@pytest.mark.parametrize("concentration", [0.05, 0.5, 5.0])
+def test_entropy_is_expected_entropy_plus_bald(concentration):
+    k = 5
+    with seeded_global_rng(1):
+        probs = torch.distributions.Dirichlet(torch.full((k,), concentration)).sample((7, 300))
+    e = expected_entropy(probs)
+    assert e.shape == (300,)
+    assert ((e >= 0) & (e <= predictive_entropy(probs) + 1e-5)).all()
+    assert torch.allclose(predictive_entropy(probs), e + bald(probs), atol=1e-5)
+    # one pass: expected entropy is the entropy of that pass
+    assert torch.allclose(expected_entropy(probs[:1]), predictive_entropy(probs[0]), atol=1e-6)
+
+
+def test_expected_entropy_separates_aleatoric_from_epistemic():
+    aleatoric = torch.tensor([[0.5, 0.5, 0.0]] * 4)
+    epistemic = one_hot([0, 0, 1, 1], 3)
+    probs = torch.stack([aleatoric, epistemic], dim=1)  # (T=4, N=2, K=3)
+    assert torch.allclose(expected_entropy(probs), torch.tensor([math.log(2), 0.0]), atol=1e-6)
+    assert torch.allclose(bald(probs), torch.tensor([0.0, math.log(2)]), atol=1e-6)
+    assert torch.allclose(variation_ratio(probs), torch.tensor([0.0, 0.5]))
+
+
+@pytest.mark.parametrize("fn", [bald, expected_entropy, variation_ratio])
 def test_pure_scores_validate_input(fn):
     with pytest.raises(ValueError, match="probs_T_N_K"):
         fn(torch.full((4, 3), 0.25))

@@ -14,8 +14,10 @@ state and nothing is shown: a notebook displays the returned figure, a script sa
   denoising (the paper's Table 1 and Fig. 7, 10).
 - :func:`claim_gaps`: the paper's claims as gaps, the paper's MNIST beside ours (chapter 6).
 - :func:`image_grid`, :func:`noisy_label_examples`: images with their labels (chapter 1).
-- :func:`score_grid`, :func:`bald_stability`: BALD against entropy per labelled-set size, and
-  two MC estimates of BALD against each other (chapter 2).
+- :func:`mc_passes`, :func:`entropy_decomposition`, :func:`sigma_against_labels`,
+  :func:`top_pick_shares`, :func:`score_grid`, :func:`bald_stability`: MC-dropout passes, the
+  entropy decomposition, sigma against the labels, the classes of the top picks, BALD against
+  entropy per labelled-set size, and two MC estimates of BALD against each other (chapter 2).
 - :func:`pick_maps`, :func:`diversity_panels`: annealed batches on a 2-D map of the pool, and
   their diversity against beta; :func:`distance_histograms`, :func:`cluster_map`,
   :func:`pick_transition`, :func:`beta_maps`: the distances, clusters, the pick's transition
@@ -35,14 +37,18 @@ from .illustrations import (
     cluster_map,
     distance_histograms,
     diversity_panels,
+    entropy_decomposition,
     image_grid,
     information_curve,
     majority_vote_curves,
+    mc_passes,
     noise_sweep,
     noisy_label_examples,
     pick_maps,
     pick_transition,
     score_grid,
+    sigma_against_labels,
+    top_pick_shares,
     training_trajectories,
     trust_weight_curves,
 )
@@ -59,16 +65,20 @@ __all__ = [
     "cluster_map",
     "distance_histograms",
     "diversity_panels",
+    "entropy_decomposition",
     "image_grid",
     "information_curve",
     "learning_curves",
     "majority_vote_curves",
+    "mc_passes",
     "method_style",
     "noise_sweep",
     "noisy_label_examples",
     "pick_maps",
     "pick_transition",
     "score_grid",
+    "sigma_against_labels",
+    "top_pick_shares",
     "training_trajectories",
     "trust_weight_curves",
     "uncertainty_curves",

@@ -19,14 +19,18 @@ __all__ = [
     "cluster_map",
     "distance_histograms",
     "diversity_panels",
+    "entropy_decomposition",
     "image_grid",
     "information_curve",
     "majority_vote_curves",
+    "mc_passes",
     "noise_sweep",
     "noisy_label_examples",
     "pick_maps",
     "pick_transition",
     "score_grid",
+    "sigma_against_labels",
+    "top_pick_shares",
     "training_trajectories",
     "trust_weight_curves",
 ]
@@ -206,6 +210,108 @@ def bald_stability(estimates, *, title: str | None = None) -> Figure:
         ax.set_ylabel("second estimate")
     if title:
         fig.suptitle(title, fontsize=FONT)
+    return fig
+
+
+def mc_passes(images, probs_T_M_K, titles: Sequence[str], *, title: str | None = None) -> Figure:
+    """A few images above their T MC-dropout passes (chapter 2), one column per image.
+
+    Args:
+        images: ``(M, C, H, W)``; ``probs_T_M_K``: their passes, ``(T, M, K)``. Each pass is
+            a grey line over the K classes, the mean prediction a black one.
+    """
+    probs = np.asarray(probs_T_M_K)
+    m, k = probs.shape[1], probs.shape[2]
+    fig = Figure(figsize=(MAX_WIDTH, 4.6), layout="constrained")
+    axes = fig.subplots(2, m, squeeze=False, gridspec_kw={"height_ratios": [1, 1.3]})
+    for col in range(m):
+        axes[0, col].imshow(_as_image(images[col]), cmap="gray_r")
+        axes[0, col].set_axis_off()
+        axes[0, col].set_title(titles[col], fontsize=SMALL)
+        axes[1, col].plot(range(k), probs[:, col].T, color="grey", alpha=0.15, lw=1)
+        axes[1, col].plot(range(k), probs[:, col].mean(0), color="black", lw=2)
+        axes[1, col].set(xticks=range(k), ylim=(0, 1), xlabel="class k")
+    axes[1, 0].set_ylabel(r"$p(y = k \mid x, \hat\theta_t)$")
+    if title:
+        fig.suptitle(title, fontsize=FONT)
+    return fig
+
+
+def entropy_decomposition(
+    names: Sequence[str],
+    expected,
+    bald,
+    pool_entropy,
+    pool_bald,
+    *,
+    max_entropy: float,
+    pool_title: str,
+) -> Figure:
+    """Entropy = expected entropy + BALD, stacked for a few named inputs (left), and BALD
+    against predictive entropy over a pool ``(N,)`` with the line BALD = entropy (right)."""
+    fig = Figure(figsize=(MAX_WIDTH, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
+    expected, bald = np.asarray(expected), np.asarray(bald)
+    left.bar(names, expected, label="expected entropy (aleatoric)", color="C7")
+    left.bar(names, bald, bottom=expected, label="BALD (epistemic)", color="C3")
+    left.axhline(np.log(2), color="black", ls=":", lw=1)
+    left.set(ylabel="nats", title="entropy = aleatoric + epistemic", ylim=(0, 1.0))
+    left.legend(fontsize=SMALL, loc="upper right")
+    right.scatter(np.asarray(pool_entropy), np.asarray(pool_bald), s=6, alpha=0.5)
+    line = [0, max_entropy]
+    right.plot(line, line, color="black", ls=":", lw=1, label="BALD = entropy")
+    right.set(xlabel="predictive entropy (nats)", ylabel="BALD (nats)", title=pool_title)
+    right.legend(fontsize=SMALL)
+    return fig
+
+
+def sigma_against_labels(runs) -> Figure:
+    """Model uncertainty sigma and test accuracy against the labelled-set size (chapter 2).
+
+    ``runs`` is a frame with columns ``labels``, ``sigma`` and ``test accuracy``, one row per
+    (labels, seed): a dot per seed, a line through the means.
+    """
+    means = runs.groupby("labels")[["sigma", "test accuracy"]].mean()
+    sizes = list(means.index)
+    fig = Figure(figsize=(MAX_WIDTH, 3.0), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, column, label in (
+        (axes[0], "sigma", r"model uncertainty $\sigma$"),
+        (axes[1], "test accuracy", "test accuracy"),
+    ):
+        ax.plot(runs["labels"], runs[column], "o", color="C0", alpha=0.4, label="one seed")
+        ax.plot(sizes, means[column], "-", color="C0", label="mean over seeds")
+        ax.set(xscale="log", xlabel="labelled images", ylabel=label)
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+    axes[0].legend(fontsize=SMALL)
+    axes[0].set_title(r"$\sigma$ shrinks as labels grow")
+    axes[1].set_title("while the model gets better")
+    return fig
+
+
+def top_pick_shares(shares: dict, pool_share_K, sizes: Sequence[int], *, top_b: int) -> Figure:
+    """Class shares of the top-``top_b`` picks, one bar per seed, against the pool's (a step).
+
+    Args:
+        shares: ``{(labels, seed): shares (K,)}``; one panel per labelled-set size in ``sizes``.
+        pool_share_K: the pool's class shares ``(K,)``.
+    """
+    pool = np.asarray(pool_share_K, dtype=float)
+    k = pool.size
+    fig = Figure(figsize=(MAX_WIDTH, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(sizes), sharey=True, squeeze=False)[0]
+    for ax, n in zip(axes, sizes, strict=True):
+        seeds = [s for m, s in shares if m == n]
+        width = 0.8 / len(seeds)
+        for i, seed in enumerate(seeds):
+            offset = (i - (len(seeds) - 1) / 2) * width
+            ax.bar(np.arange(k) + offset, np.asarray(shares[n, seed]), width, label=f"seed {seed}")
+        steps = np.append(pool, pool[-1])
+        ax.step(np.arange(k + 1) - 0.5, steps, where="post", color="black", lw=1, label="pool")
+        ax.set(xticks=range(k), xlabel="true class", title=f"top {top_b} BALD picks, {n} labels")
+    axes[0].set_ylabel("share of the picks")
+    axes[-1].legend(fontsize=SMALL)
     return fig
 
 
