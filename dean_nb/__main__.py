@@ -18,7 +18,6 @@ The console script ``dean-nb`` is the same program.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shlex
 import signal
@@ -41,7 +40,7 @@ from .compare import (
 )
 from .config import DENOISE_SUFFIX, PRESETS, ExperimentConfig, method_label, parse_override
 from .data import DATASETS
-from .grid import default_executor, make_grid, result_path, run_grid
+from .grid import make_grid, result_path, run_grid
 from .plots import learning_curves, uncertainty_curves
 
 __all__ = [
@@ -351,30 +350,6 @@ def _writable_folder_problem(path: Path, flag: str) -> str | None:
     return None
 
 
-def _start_process_pool(workers: int):
-    """:func:`dean_nb.grid.default_executor` with its worker processes started now,
-    with SIGINT ignored: a Ctrl-C in the terminal (sent to the whole process group) then
-    reaches only this process, which stops the workers itself, instead of every worker
-    printing its own ``KeyboardInterrupt`` traceback. (Python keeps an ignored SIGINT
-    ignored in the children it starts; a process pool starts its workers on ``submit``.)"""
-    pool = default_executor(workers)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        for _ in range(workers):
-            pool.submit(os.getpid)  # each submit starts a worker while none is idle
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return pool
-
-
-def _stop_process_pool(pool) -> None:
-    """Stop the workers of :func:`_start_process_pool` now (their runs are lost; finished runs
-    are on disk) and release the pool."""
-    for child in multiprocessing.active_children():
-        child.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
@@ -388,7 +363,6 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         flush=True,
     )
     executor = None
-    pool = None
     cleanup = []
     if args.dask_scheduler is not None:
         try:
@@ -405,8 +379,6 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             client = Client(args.dask_scheduler)
             cleanup.append(client.close)
         executor = client.get_executor()
-    elif args.workers > 1 and len(configs) - done > 1:
-        pool = executor = _start_process_pool(args.workers)
     try:
         paths = run_grid(
             configs,
@@ -418,9 +390,6 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
-        if pool is not None:
-            _stop_process_pool(pool)
-            pool = None
         finished = sum(result_path(c, args.out).exists() for c in configs)
         print(
             f"interrupted: {finished - done} more runs finished, {finished} of {len(configs)} "
@@ -434,8 +403,6 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
         for close in cleanup:
             close()
     finished = len(paths.computed) + len(paths.found)

@@ -18,7 +18,9 @@ import contextlib
 import math
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,15 +149,31 @@ def _limit_threads(n_threads: int) -> None:
 
 
 def default_executor(max_workers: int | None = None) -> cf.Executor:
-    """A ``ProcessPoolExecutor`` (spawned workers; torch threads split between them)."""
+    """A ``ProcessPoolExecutor`` (spawned workers; torch threads split between them).
+
+    Its workers are started at once with SIGINT ignored (an ignored SIGINT stays ignored in
+    the processes Python starts, and a pool starts its workers on ``submit``): a Ctrl-C in
+    the terminal, sent to the whole process group, then reaches only the calling process,
+    instead of every worker printing its own ``KeyboardInterrupt`` traceback. Whoever owns
+    the pool stops its workers on an interrupt; :func:`run_grid` does for the pool it makes.
+    """
     cpus = os.cpu_count() or 1
     workers = max(1, min(max_workers or cpus, cpus))
-    return cf.ProcessPoolExecutor(
+    pool = cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_limit_threads,
         initargs=(max(1, cpus // workers),),
     )
+    if threading.current_thread() is not threading.main_thread():
+        return pool  # only the main thread may set signal handlers; workers start on demand
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for _ in range(workers):
+            pool.submit(os.getpid)  # each submit starts a worker while none is idle
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return pool
 
 
 def _executor_slots(executor: cf.Executor, max_workers: int | None) -> int:
