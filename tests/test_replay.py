@@ -47,6 +47,10 @@ def test_same_machine_replay_is_exact(stored):
     assert report.mode == "exact" and report.first_divergence is None
     assert report.max_accuracy_gap == 0.0 and report.max_sigma_gap == 0.0
     assert report.n_picks == CONFIG.n_steps * CONFIG.acquisition_size
+    wrong = [
+        n != t for s in stored.steps for n, t in zip(s.noisy_labels, s.true_labels, strict=True)
+    ]
+    assert report.mislabelled == sum(wrong) > 0  # epsilon 0.3: the record's wrong answers
 
 
 @pytest.mark.parametrize("mode", ["exact", "tolerant"])
