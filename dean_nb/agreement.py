@@ -2,17 +2,20 @@
 
 Scores are ``(N,)`` tensors over the same pool. Two summaries: the Spearman rank correlation of
 the whole ranking, and the overlap of the two top-``b`` batches (what a top-``b`` rule would
-ask for). :func:`top_class_shares` measures how the top picks concentrate on a few classes.
+ask for); :func:`mean_pairwise_agreement` averages both over every pair of several models.
+:func:`top_class_shares` measures how the top picks concentrate on a few classes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from scipy import stats
 
 from .validation import check_int_range
 
-__all__ = ["score_agreement", "top_class_shares", "top_overlap"]
+__all__ = ["mean_pairwise_agreement", "score_agreement", "top_class_shares", "top_overlap"]
 
 
 def _check_scores(name: str, scores: torch.Tensor) -> torch.Tensor:
@@ -40,6 +43,18 @@ def score_agreement(scores_a: torch.Tensor, scores_b: torch.Tensor, b: int) -> d
         _check_scores("scores_a", scores_a).numpy(), _check_scores("scores_b", scores_b).numpy()
     ).statistic
     return {"spearman": float(rho), "top-b overlap": top_overlap(scores_a, scores_b, b)}
+
+
+def mean_pairwise_agreement(scores: Sequence[torch.Tensor], b: int) -> dict[str, float]:
+    """:func:`score_agreement` averaged over the ``M (M - 1) / 2`` pairs of ``M >= 2`` scores."""
+    if len(scores) < 2:
+        raise ValueError(f"scores must hold at least two score tensors, got {len(scores)}")
+    pairs = [
+        score_agreement(first, second, b)
+        for i, first in enumerate(scores)
+        for second in scores[i + 1 :]
+    ]
+    return {key: sum(pair[key] for pair in pairs) / len(pairs) for key in pairs[0]}
 
 
 def top_class_shares(

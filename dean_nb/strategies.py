@@ -206,11 +206,17 @@ def _compute_device(ctx: AcquisitionContext) -> torch.device:
     return torch.device(ctx.device) if ctx.device is not None else scoring.model_device(ctx.model)
 
 
-def _mc_probs(ctx: AcquisitionContext, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """``(T, N, K)`` MC-dropout probabilities with ``T = ctx.n_mc_samples``."""
+def _mc_probs(
+    ctx: AcquisitionContext,
+    x: torch.Tensor,
+    generator: torch.Generator,
+    masks: str = "independent",
+) -> torch.Tensor:
+    """``(T, N, K)`` MC-dropout probabilities with ``T = ctx.n_mc_samples`` (see
+    :func:`dean_nb.mc_dropout.mc_dropout_probs` for ``masks``)."""
     n_samples = check_int_range("n_mc_samples", ctx.n_mc_samples, 1)
     return scoring.mc_dropout_probs(
-        ctx.model, x, n_samples, batch_size=ctx.batch_size, generator=generator
+        ctx.model, x, n_samples, batch_size=ctx.batch_size, generator=generator, masks=masks
     )
 
 
@@ -324,6 +330,11 @@ class CoresetStrategy:
 class BatchBALDStrategy:
     """BatchBALD (Kirsch et al. 2019): greedy joint mutual information over MC-dropout passes.
 
+    The passes use consistent masks (one sampled network per pass, shared by the whole pool,
+    as batchbald_redux's ``ConsistentMCDropout``): with a fresh mask per image, two copies of
+    an image would look like independent evidence and the joint information of a batch would
+    collapse towards the sum of its BALD scores.
+
     Options:
         max_exact_configurations: exact joint entropy while ``K^n`` stays at or below this.
         n_joint_samples: sampled configurations ``M`` once it does not.
@@ -348,7 +359,9 @@ class BatchBALDStrategy:
         pool_size, budget = _check_context(ctx)
         gen = _generator(ctx)
         device = _compute_device(ctx)
-        probs_T_N_K = _mc_probs(ctx, ctx.x_pool, gen).to(device)
+        # Consistent masks: pass t is one sampled network for the whole pool, which the joint
+        # entropy of a batch assumes (Kirsch et al. 2019).
+        probs_T_N_K = _mc_probs(ctx, ctx.x_pool, gen, masks="consistent").to(device)
         scores_N = scoring.bald(probs_T_N_K).detach().cpu()
         if self.candidates_per_pick is None:
             candidates = torch.arange(pool_size)

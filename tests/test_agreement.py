@@ -4,7 +4,12 @@ class shares of the top picks."""
 import pytest
 import torch
 
-from dean_nb.agreement import score_agreement, top_class_shares, top_overlap
+from dean_nb.agreement import (
+    mean_pairwise_agreement,
+    score_agreement,
+    top_class_shares,
+    top_overlap,
+)
 
 
 def test_identical_scores_agree_fully():
@@ -46,3 +51,15 @@ def test_bad_input_is_rejected():
         top_overlap(torch.rand(5), torch.rand(5), 6)
     with pytest.raises(ValueError):
         top_class_shares(torch.rand(5), torch.zeros(4, dtype=torch.long), 2, 2)
+
+
+def test_mean_pairwise_agreement_averages_every_pair():
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.rand(50, generator=gen) for _ in range(3))
+    got = mean_pairwise_agreement([a, b, c], 10)
+    pairs = [score_agreement(a, b, 10), score_agreement(a, c, 10), score_agreement(b, c, 10)]
+    for key in ("spearman", "top-b overlap"):
+        assert got[key] == pytest.approx(sum(p[key] for p in pairs) / 3)
+    assert mean_pairwise_agreement([a, a], 10) == score_agreement(a, a, 10)
+    with pytest.raises(ValueError, match="at least two"):
+        mean_pairwise_agreement([a], 10)

@@ -120,3 +120,37 @@ def test_batchbald_sampled_path_agrees_with_exact_on_clear_cases(random_probs):
     )
     assert exact[:2].tolist() == sampled[:2].tolist()
     assert len(set(sampled.tolist())) == 4
+
+
+def test_consistent_masks_make_copies_redundant_in_the_joint_information():
+    """Two copies of an image under consistent MC dropout: their exact joint mutual
+    information is well below twice their BALD (the second copy adds much less than the
+    first), and BatchBALD on a pool of duplicated images never takes both copies of one. With
+    independent masks the copies' samples differ and look like more information."""
+    from dean_nb.mc_dropout import mc_dropout_probs
+    from dean_nb.models import build_model
+
+    model = build_model("digits", 10, 1, 8, seed=0)
+    with torch.no_grad():
+        model.head[-1].weight.mul_(20)  # confident passes that disagree: BALD near log K
+    x = torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    pool = torch.cat([x, x])
+    consistent = mc_dropout_probs(model, pool, 30, generator=1, masks="consistent")
+    independent = mc_dropout_probs(model, pool, 30, generator=1)
+
+    def joint_mi(probs_T_N_K, i, j):
+        pair = probs_T_N_K[:, [i, j]]
+        joint = batchbald.joint_entropy_exact(pair)
+        return float(joint - batchbald.conditional_entropies(pair).sum())
+
+    bald_N = scoring.bald(consistent).double()
+    for i in range(5):
+        assert joint_mi(consistent, i, i + 20) < 2 * float(bald_N[i]) - 1e-6
+        consistent_mi = joint_mi(consistent, i, i + 20)
+        assert consistent_mi < 1.6 * float(bald_N[i])
+        assert consistent_mi < joint_mi(independent, i, i + 20)
+    top_bald = [int(p) % 20 for p in torch.topk(bald_N, 4).indices]
+    assert len(set(top_bald)) < 4  # BALD alone takes both copies of its best images
+    picks, _ = batchbald.batchbald_indices(consistent, 4)  # exact joint entropies
+    originals = [int(p) % 20 for p in picks]
+    assert len(set(originals)) == len(originals)

@@ -1,0 +1,193 @@
+"""How MC-dropout masks are drawn and applied: byte masks, the fused head, consistent masks."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import dean_nb.mc_dropout as mc_dropout
+from dean_nb.mc_dropout import keep_mask, mc_dropout_probs
+from dean_nb.models import build_mlp, build_model
+from dean_nb.runtime import seeded_global_rng
+from dean_nb.scoring import bald, inference_modes
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+    return build_model("digits", 10, 1, 8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def x_digits():
+    return torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def _unfused(model: nn.Module) -> nn.Module:
+    """A copy whose head has an ``nn.Identity`` after each dropout: same function, but the
+    dropout + dense fusion does not apply, so every mask is applied as a (t, B, D) tensor."""
+    other = copy.deepcopy(model)
+    layers = []
+    for layer in other.head:
+        layers.append(layer)
+        if isinstance(layer, nn.Dropout):
+            layers.append(nn.Identity())
+    other.head = nn.Sequential(*layers)
+    return other
+
+
+# ---------------------------------------------------------------- keep_mask
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.3, 0.9])
+def test_keep_mask_is_bernoulli_one_minus_p(p):
+    """Entries are 0 or 1, kept with probability 1 - p (5 standard errors), and two
+    neighbouring entries (from one 64-bit draw on the byte path) are independent."""
+    n = 400_000
+    mask = keep_mask((n,), p, torch.Generator().manual_seed(0))
+    assert mask.dtype == torch.float32 and set(mask.unique().tolist()) <= {0.0, 1.0}
+    se = math.sqrt(p * (1 - p) / n)
+    assert abs(mask.mean().item() - (1 - p)) < 5 * se
+    pairs = mask.view(-1, 2)
+    both = (pairs[:, 0] * pairs[:, 1]).mean().item()
+    se_both = math.sqrt((1 - p) ** 2 * (1 - (1 - p) ** 2) / (n // 2))
+    assert abs(both - (1 - p) ** 2) < 5 * se_both
+
+
+def test_keep_mask_edge_rates_seed_and_out():
+    gen = torch.Generator().manual_seed(1)
+    assert keep_mask((3, 4), 0.0, gen).eq(1).all()
+    assert keep_mask((3, 4), 1.0, gen).eq(0).all()
+    a = keep_mask((64,), 0.25, torch.Generator().manual_seed(5))
+    buffer = torch.empty(64, dtype=torch.float64)
+    b = keep_mask((64,), 0.25, torch.Generator().manual_seed(5), out=buffer)
+    assert b is buffer and torch.equal(a.double(), b)
+
+
+# ---------------------------------------------------------------- masks as dropout
+
+
+class _ReaderNet(nn.Module):
+    def __init__(self, d: int, p: float) -> None:
+        super().__init__()
+        linear = nn.Linear(d, d)
+        with torch.no_grad():
+            linear.weight.copy_(torch.eye(d))
+            linear.bias.zero_()
+        self.trunk = nn.Flatten()
+        self.head = nn.Sequential(nn.Dropout(p), linear)
+        self.num_classes = d
+
+
+def _read_masks(probs_T_N_D: torch.Tensor) -> torch.Tensor:
+    """Kept entries have the larger probability of their row."""
+    low = probs_T_N_D.min(dim=-1, keepdim=True).values
+    return (probs_T_N_D > low * 1.5).float()
+
+
+@pytest.mark.parametrize("masks", ["independent", "consistent"])
+def test_masks_are_drawn_per_input_or_per_pass(masks):
+    """Independent: about 1 - p of the entries kept, and two inputs' masks differ.
+    Consistent: every input of a pass has the same mask, and passes differ."""
+    d, p, n, t = 16, 0.25, 30, 50
+    net = _ReaderNet(d, p)
+    x = torch.ones(n, d)
+    kept_T_N_D = _read_masks(mc_dropout_probs(net, x, t, batch_size=7, generator=2, masks=masks))
+    assert abs(kept_T_N_D.mean().item() - (1 - p)) < 0.03
+    same_across_inputs = (kept_T_N_D == kept_T_N_D[:, :1]).all(dim=-1).float().mean().item()
+    same_across_passes = (kept_T_N_D == kept_T_N_D[:1]).all(dim=-1)[1:].float().mean().item()
+    if masks == "consistent":
+        assert same_across_inputs == 1.0
+        assert same_across_passes < 0.1
+    else:
+        assert same_across_inputs < 0.1
+        assert same_across_passes < 0.1
+
+
+@pytest.mark.parametrize("masks", ["independent", "consistent"])
+def test_fused_head_equals_the_masks_applied_one_by_one(monkeypatch, digits_model, x_digits, masks):
+    """The fused dropout + dense product (and the masked-weight product of consistent masks)
+    computes what dropout then dense computes with the same masks. With one chunk per pass,
+    both paths consume the generator's bytes in the same order."""
+    monkeypatch.setattr(mc_dropout, "FUSED_CHUNK_ELEMENTS_CPU", 2**30)
+    fused = mc_dropout_probs(digits_model, x_digits, 6, batch_size=16, generator=4, masks=masks)
+    plain = mc_dropout_probs(
+        _unfused(digits_model), x_digits, 6, batch_size=16, generator=4, masks=masks
+    )
+    assert torch.allclose(fused, plain, atol=1e-6)
+
+
+def test_chunked_fused_head_changes_draw_order_not_distribution(monkeypatch, digits_model):
+    """Small fused chunks (several per pass) give other samples from the same distribution."""
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    t = 800
+    whole = mc_dropout_probs(digits_model, x, t, generator=0)
+    monkeypatch.setattr(mc_dropout, "FUSED_CHUNK_ELEMENTS_CPU", 2 * 512)
+    chunked = mc_dropout_probs(digits_model, x, t, generator=0)
+    assert not torch.equal(whole, chunked)
+    se = ((whole.var(0) + chunked.var(0)) / t).sqrt()
+    assert ((whole.mean(0) - chunked.mean(0)).abs() <= 5 * se + 1e-4).all()
+
+
+def test_consistent_masks_match_torch_dropout_in_distribution(digits_model):
+    """Per input, consistent masks are ordinary dropout: the mean and spread over passes agree
+    with torch's own dropout on the whole net, within 5 standard errors."""
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    t = 1000
+    consistent = mc_dropout_probs(digits_model, x, t, generator=1, masks="consistent")
+    with torch.no_grad(), inference_modes(digits_model, dropout=True), seeded_global_rng(2):
+        naive = torch.stack([torch.softmax(digits_model(x), -1) for _ in range(t)])
+    se = ((consistent.var(0) + naive.var(0)) / t).sqrt()
+    assert ((consistent.mean(0) - naive.mean(0)).abs() <= 5 * se + 1e-4).all()
+    assert torch.allclose(consistent.std(0), naive.std(0), rtol=0.2, atol=3e-3)
+
+
+def test_copies_get_identical_samples_only_with_consistent_masks(digits_model, x_digits):
+    """Two copies of an image are one sampled network per pass (BatchBALD's requirement):
+    identical samples with consistent masks, different ones with independent masks."""
+    x = torch.cat([x_digits[:10], x_digits[:10]])
+    consistent = mc_dropout_probs(digits_model, x, 8, batch_size=7, generator=3, masks="consistent")
+    assert torch.allclose(consistent[:, :10], consistent[:, 10:], atol=1e-6, rtol=0)
+    assert consistent.std(dim=0).mean() > 1e-3
+    independent = mc_dropout_probs(digits_model, x, 8, batch_size=7, generator=3)
+    assert (independent[:, :10] - independent[:, 10:]).abs().amax() > 1e-2
+
+
+def test_consistent_masks_do_not_depend_on_batch_size(digits_model, x_digits):
+    a = mc_dropout_probs(digits_model, x_digits, 9, batch_size=40, generator=6, masks="consistent")
+    b = mc_dropout_probs(digits_model, x_digits, 9, batch_size=3, generator=6, masks="consistent")
+    assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    assert (bald(a) > 0).all()
+
+
+def test_same_seed_same_samples_in_both_modes(digits_model, x_digits):
+    for masks in ("independent", "consistent"):
+        a = mc_dropout_probs(digits_model, x_digits, 4, generator=8, masks=masks)
+        b = mc_dropout_probs(digits_model, x_digits, 4, generator=8, masks=masks)
+        c = mc_dropout_probs(digits_model, x_digits, 4, generator=9, masks=masks)
+        assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_other_rates_dtypes_and_heads(x_digits):
+    """A dropout rate with no exact byte threshold (0.1), a float64 model, and a head whose
+    dense layers are separated from the dropout by a ReLU all give valid, varying samples."""
+    mlp = build_mlp(64, 10, seed=0)
+    x = x_digits.flatten(1)
+    for model, inputs in ((mlp, x), (copy.deepcopy(mlp).double(), x.double())):
+        for masks in ("independent", "consistent"):
+            probs = mc_dropout_probs(model, inputs, 6, generator=0, masks=masks)
+            assert probs.dtype == torch.float32 and torch.isfinite(probs).all()
+            assert torch.allclose(probs.sum(-1), torch.ones(6, 40), atol=1e-5)
+            assert probs.std(dim=0).mean() > 1e-4
+
+
+def test_mask_mode_and_unsupported_heads_are_refused(digits_model, x_digits):
+    with pytest.raises(ValueError, match="masks must be one of independent, consistent"):
+        mc_dropout_probs(digits_model, x_digits, 2, masks="shared")
+    nested = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(64, 8), nn.Dropout(0.5)))
+    nested.append(nn.Linear(8, 3))
+    with pytest.raises(ValueError, match="masks='consistent'"):
+        mc_dropout_probs(nested, x_digits, 2, masks="consistent")
+    probs = mc_dropout_probs(nested, x_digits, 3, generator=0)  # torch's dropout, independent
+    assert probs.shape == (3, 40, 3)
