@@ -12,6 +12,8 @@ benchmark can time both in one run on one machine:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -57,9 +59,16 @@ def baseline_mc_dropout_probs(
 
 
 def baseline_train(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig, generator=0
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    generator=0,
+    on_epoch: Callable[[], None] | None = None,
 ) -> nn.Module:
-    """``dean_nb.training.train_model`` without a channel, as it trained before."""
+    """``dean_nb.training.train_model`` without a channel, as it trained before: ``x[idx]``
+    per minibatch, Adam's default implementation. ``on_epoch()``, if given, runs after every
+    epoch (a benchmark's timer)."""
     gen = make_generator(generator)
     device = model_device(model)
     x, y = x.to(device), y.to(device)
@@ -75,4 +84,6 @@ def baseline_train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+            if on_epoch is not None:
+                on_epoch()
     return model.eval()

@@ -9,12 +9,13 @@ cheap without changing the estimator:
 * **The trunk runs once.** The deterministic layers of an
   :class:`~dean_nb.models.MCDropoutNet` before its first dropout run once per input; only the
   head runs T times.
-* **Masks are drawn as bytes.** ``nn.Dropout`` draws one float per element through torch's
-  Bernoulli sampler (about 11 ns per element on one core, four times the matrix product the
-  mask feeds). Here a mask entry is one random byte ``u`` (eight per 64-bit draw of the
-  generator), kept when ``u >= 256 p``: exactly Bernoulli(1 - p) whenever ``256 p`` is an
-  integer, as for the paper's rates 0.25 and 0.5. Other rates compare a float32 uniform with
-  ``p``, as torch does.
+* **Masks are drawn as random bits.** ``nn.Dropout`` draws one float per element through
+  torch's Bernoulli sampler (about 11 ns per element on one core, four times the matrix
+  product the mask feeds). Here a mask entry is a field of a few random bits ``u`` (2 bits for
+  the paper's rate 0.25, 1 bit for 0.5: 32 or 64 entries per 64-bit draw of the generator),
+  kept when ``u >= p 2**b``: exactly Bernoulli(1 - p) whenever ``p 2**b`` is an integer for a
+  width ``b`` of at most 8 bits. Other rates compare a float32 uniform with ``p``, as torch
+  does.
 * **Dropout and the dense layer after it are fused.** Masked rows are formed a cache-sized
   chunk at a time and fed straight to ``addmm``, so the ``(T, B, D)`` block is never written
   to memory.
@@ -68,6 +69,10 @@ MASK_MODES: tuple[str, ...] = ("independent", "consistent")
 MAX_HEAD_ELEMENTS_CPU = 2**22
 MAX_HEAD_ELEMENTS_ACCELERATOR = 2**25
 
+#: Widths of the random bit fields that can hold a mask entry exactly: a rate p with an
+#: integer ``p * 2**bits`` uses the narrowest (1 bit for 0.5, 2 for 0.25, 8 for 0.1875).
+_BITS_PER_ENTRY = (1, 2, 4, 8)
+
 #: Elements of one masked chunk in the fused dropout + dense product on the CPU (1 MiB of
 #: float32: it stays in cache between the masking and the matrix product). Accelerators mask
 #: a whole pass at once.
@@ -117,10 +122,11 @@ def keep_mask(
 ) -> torch.Tensor:
     """A float mask of ``shape``: each entry 1 with probability ``1 - p``, else 0, independently.
 
-    Drawn on ``generator``'s device as ``dtype`` (or into ``out``, a float tensor of ``shape``). When
-    ``256 p`` is an integer an entry is one uniform random byte ``u`` (eight per 64-bit draw),
-    kept when ``u >= 256 p``, so the probability is exact; otherwise a float32 uniform is
-    compared with ``p``.
+    Drawn on ``generator``'s device as ``dtype`` (or into ``out``, a float tensor of
+    ``shape``). When ``p * 2**b`` is an integer for a field width ``b`` of 1, 2, 4 or 8 bits,
+    an entry is a uniform ``b``-bit integer ``u`` (``64 / b`` per 64-bit draw), kept when
+    ``u >= p * 2**b``, so the probability is exact; otherwise a float32 uniform is compared
+    with ``p``.
     """
     device = generator.device
     if out is None:
@@ -129,14 +135,28 @@ def keep_mask(
         return out.fill_(1.0)
     if p >= 1.0:
         return out.fill_(0.0)
-    threshold = p * 256
-    if threshold == int(threshold):
-        n = math.prod(shape)
-        words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device)
-        words.random_(-(2**63), None, generator=generator)
-        return torch.ge(words.view(torch.uint8)[:n].view(shape), int(threshold), out=out)
+    for bits in _BITS_PER_ENTRY:
+        threshold = p * (1 << bits)
+        if threshold == int(threshold):
+            values = _random_bit_fields(math.prod(shape), bits, generator)
+            return torch.ge(values.view(shape), int(threshold), out=out)
     uniform = torch.rand(shape, generator=generator, device=device)
     return torch.ge(uniform, p, out=out)
+
+
+def _random_bit_fields(n: int, bits: int, generator: torch.Generator) -> torch.Tensor:
+    """``(n,)`` independent uniform integers in ``[0, 2**bits)`` as uint8, ``8 / bits`` per
+    random byte (``bits`` in 1, 2, 4, 8), from 64-bit draws of ``generator``."""
+    per_byte = 8 // bits
+    n_bytes = -(-n // per_byte)
+    words = torch.empty(-(-n_bytes // 8), dtype=torch.int64, device=generator.device)
+    words.random_(-(2**63), None, generator=generator)
+    random_bytes = words.view(torch.uint8)[:n_bytes]
+    if bits == 8:
+        return random_bytes
+    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=generator.device)
+    fields = (random_bytes.unsqueeze(-1) >> shifts).bitwise_and_((1 << bits) - 1)
+    return fields.view(-1)[:n]
 
 
 def _split(model: nn.Module) -> tuple[nn.Module, nn.Module]:

@@ -140,7 +140,11 @@ def make_optimizer(
                 "weight_decay": config.channel_weight_decay,
             }
         )
-    return torch.optim.Adam([g for g in groups if g["params"]], lr=config.lr)
+    groups = [g for g in groups if g["params"]]
+    try:  # one fused kernel per tensor and step instead of ~10 passes (same update, rounded apart)
+        return torch.optim.Adam(groups, lr=config.lr, fused=True)
+    except RuntimeError:  # no fused Adam for these parameters' device (CPU before torch 2.4)
+        return torch.optim.Adam(groups, lr=config.lr)
 
 
 def channel_learning_rate(config: TrainConfig, channel: nn.Module) -> float:
@@ -206,7 +210,8 @@ def train_model(
             not change training; the model (and channel) go back to training mode after it.
 
     Returns:
-        ``model``, trained, in eval mode (the channel, if any, too).
+        ``model``, trained, in eval mode (the channel, if any, too), its 4-D parameters in
+        channels-last memory format (the values and the module are unchanged).
     """
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
@@ -217,10 +222,14 @@ def train_model(
         raise ValueError("x must contain at least one training example")
     device = resolve_device(device)
     gen = make_generator(generator)
-    model.to(device)
+    # Channels-last (NHWC) lets oneDNN and cuDNN convolve without reordering NCHW tensors; the
+    # model keeps that layout, so scoring and evaluation convolve fast too.
+    model.to(device, memory_format=torch.channels_last)  # (only 4-D parameters change)
     if channel is not None:
         channel.to(device)
     x, y = x.to(device), y.to(device)
+    if x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, n_train, config, channel)
     project = getattr(channel, "project_", None)
     penalty = getattr(channel, "penalty", None)
