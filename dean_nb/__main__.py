@@ -389,15 +389,19 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             command=args.command_line,
         )
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
-        finished = sum(result_path(c, args.out).exists() for c in configs)
-        print(
-            f"interrupted: {finished - done} more runs finished, {finished} of {len(configs)} "
-            f"are in {args.out}; run the same command again to resume the other "
-            f"{len(configs) - finished}",
-            file=sys.stderr,
-            flush=True,
-        )
+        # A second Ctrl-C must not cut this short; callers of main() get their handler back.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            finished = sum(result_path(c, args.out).exists() for c in configs)
+            print(
+                f"interrupted: {finished - done} more runs finished, {finished} of "
+                f"{len(configs)} are in {args.out}; run the same command again to resume "
+                f"the other {len(configs) - finished}",
+                file=sys.stderr,
+                flush=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return 130
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -21,7 +21,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +151,15 @@ def _limit_threads(n_threads: int) -> None:
 def default_executor(max_workers: int | None = None) -> cf.Executor:
     """A ``ProcessPoolExecutor`` (spawned workers; torch threads split between them).
 
-    Its workers are started at once with SIGINT ignored (an ignored SIGINT stays ignored in
+    Its workers are started at once with SIGINT blocked (a blocked signal stays blocked in
     the processes Python starts, and a pool starts its workers on ``submit``): a Ctrl-C in
     the terminal, sent to the whole process group, then reaches only the calling process,
-    instead of every worker printing its own ``KeyboardInterrupt`` traceback. Whoever owns
-    the pool stops its workers on an interrupt; :func:`run_grid` does for the pool it makes.
+    instead of every worker printing its own ``KeyboardInterrupt`` traceback. In the calling
+    process the signal is only held back while the workers start: a Ctrl-C in that moment
+    raises ``KeyboardInterrupt`` as soon as they have (the pool is shut down first). Where
+    signals cannot be blocked (Windows) SIGINT is ignored for that moment instead. Whoever
+    owns the pool stops its workers on a later interrupt; :func:`run_grid` does for the pool
+    it makes.
     """
     cpus = os.cpu_count() or 1
     workers = max(1, min(max_workers or cpus, cpus))
@@ -167,13 +171,34 @@ def default_executor(max_workers: int | None = None) -> cf.Executor:
     )
     if threading.current_thread() is not threading.main_thread():
         return pool  # only the main thread may set signal handlers; workers start on demand
+    try:
+        with _sigint_held_back():
+            for _ in range(workers):
+                pool.submit(os.getpid)  # each submit starts a worker while none is idle
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    return pool
+
+
+@contextlib.contextmanager
+def _sigint_held_back() -> Iterator[None]:
+    """Block SIGINT (ignore it where blocking is not available) for the block's duration.
+
+    A SIGINT that arrives meanwhile is delivered when the block ends (blocked, not ignored).
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        for _ in range(workers):
-            pool.submit(os.getpid)  # each submit starts a worker while none is idle
+        yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    return pool
 
 
 def _executor_slots(executor: cf.Executor, max_workers: int | None) -> int:

@@ -8,7 +8,9 @@ results. Folders shared by several processes are tested in ``test_claims.py``.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -133,3 +135,24 @@ def test_load_grid_reads_a_grid_in_order_and_names_missing_records(tmp_path, wri
         grid.load_grid(other, tmp_path)
     with pytest.raises(FileNotFoundError, match="1 of 5"):
         grid.load_grid([*configs, *other], tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs POSIX signal masks")
+def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
+    """SIGINT is held back, not ignored, while default_executor starts its workers: it raises
+    KeyboardInterrupt right after, and the half-started pool is shut down."""
+    pools = []
+    real_submit = cf.ProcessPoolExecutor.submit
+
+    def submit_then_ctrl_c(self, fn, *args, **kwargs):
+        future = real_submit(self, fn, *args, **kwargs)
+        pools.append(self)
+        os.kill(os.getpid(), signal.SIGINT)
+        return future
+
+    monkeypatch.setattr(cf.ProcessPoolExecutor, "submit", submit_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        grid.default_executor(1)
+    with pytest.raises(RuntimeError, match="shutdown"):
+        real_submit(pools[0], os.getpid)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # nothing left blocked
