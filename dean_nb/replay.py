@@ -50,17 +50,18 @@ MACHINE_FIELDS: tuple[str, ...] = ("cpu", "cpu_capability", "device_type")
 #:
 #: Measured on the 20 stored ``digits`` DeAn and BALD records at epsilon 0 and 0.3 (seeds 0-4),
 #: re-made on an AMD EPYC under torch's AVX-512, AVX2 and default kernels
-#: (``benchmarks/replay_spread.py``): the step-0 model's accuracy and sigma did not move (to
-#: 1e-6) under any of them, nor did any first acquisition;
-#: 22 of the 40 runs re-made on other kernels diverged, from pick 36 to 98 (so never within the
-#: first acquisition of 20), and their later steps moved by up to 0.044 in accuracy and 0.047
-#: in sigma (0.050 in accuracy on another machine's AVX2 kernels). The bounds are those maxima with a margin: 3 test images of 500 at
-#: step 0, 0.08 later.
+#: (``benchmarks/replay_spread.py``). Under AVX-512, the records' own kind, every run was
+#: identical. Under the other two no first acquisition changed, and the step-0 model moved by
+#: at most 0.0015 (in sigma); 15 of the 40 runs diverged later, from pick 21 (the second
+#: acquisition) on, and their later steps moved by up to 0.090 in accuracy and 0.069 in sigma.
+#: (Before the MC-dropout masks were drawn as bit fields the same measurement gave 0.044 and
+#: 0.047, and 0.050 in accuracy on another machine's AVX2 kernels.) The bounds are those maxima
+#: with a margin: 3 test images of 500 and 0.01 in sigma at step 0, 0.12 and 0.10 later.
 DEFAULT_TOLERANCES: dict[str, float] = {
     "step0_accuracy": 0.006,
     "step0_sigma": 0.01,
-    "accuracy": 0.08,
-    "sigma": 0.08,
+    "accuracy": 0.12,
+    "sigma": 0.10,
 }
 
 
