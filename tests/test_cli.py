@@ -344,6 +344,9 @@ def test_ctrl_c_stops_cleanly_with_one_line_and_exit_130(workers, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, like a terminal's foreground job
+        # a terminal's job gets Ctrl-C even when pytest runs as a background job (SIGINT
+        # ignored, which Python would otherwise pass on to the CLI)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = proc.stdout.readline()

@@ -151,8 +151,13 @@ def test_a_ctrl_c_while_the_workers_start_is_not_lost(monkeypatch):
         return future
 
     monkeypatch.setattr(cf.ProcessPoolExecutor, "submit", submit_then_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        grid.default_executor(1)
+    # as in a terminal, even when pytest runs as a background job (SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            grid.default_executor(1)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     with pytest.raises(RuntimeError, match="shutdown"):
         real_submit(pools[0], os.getpid)
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # nothing left blocked
