@@ -207,9 +207,11 @@ def test_dean_with_certain_model_picks_cluster_centroids(model, data):
         assert selection.indices.tolist() == expected.indices.tolist()
         centroids = set(expected.centroids.tolist())
         drawn = expected.drawn_centroids.tolist()
-        for i, pick in enumerate(selection.indices.tolist()):
-            if drawn[i] not in drawn[:i]:  # a centroid drawn for the first time is returned
-                assert pick == drawn[i] and pick in centroids
+        picks = selection.indices.tolist()
+        for i, pick in enumerate(picks):
+            assert drawn[i] in centroids
+            if drawn[i] not in picks[:i]:  # a centroid not taken yet is itself the pick
+                assert pick == drawn[i]
 
 
 def test_dean_at_zero_beta_is_uniform(model, data, chisquare_p):
