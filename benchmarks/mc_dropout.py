@@ -3,7 +3,7 @@
 Scoring a pool takes T = 100 stochastic passes of the network (MNIST: a pool of 10,000). The
 straightforward way, as in Gal et al.'s BALD code, runs the whole network T times with dropout
 on. Everything before the first dropout layer is deterministic, though, so
-:func:`dean_nb.scoring.mc_dropout_probs` runs that trunk once per input and only the head
+:func:`dean_nb.mc_dropout.mc_dropout_probs` runs that trunk once per input and only the head
 (dropout, dense layers) T times, on a ``(T * B, D)`` block. For the MNIST CNN the trunk (two
 convolutions) holds about 94% of the multiply-adds of one pass.
 
@@ -39,7 +39,7 @@ def naive_mc_probs(model, x, n_samples: int, batch_size: int):
     """The straightforward MC dropout: T full forward passes over the pool, dropout on."""
     import torch
 
-    from dean_nb.scoring import inference_modes
+    from dean_nb.mc_dropout import inference_modes
 
     n = x.shape[0]
     out = torch.empty(n_samples, n, model.num_classes, device=x.device)
@@ -54,16 +54,16 @@ def naive_mc_probs(model, x, n_samples: int, batch_size: int):
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from dean_nb import scoring
+    from dean_nb import mc_dropout
+    from dean_nb.mc_dropout import mc_dropout_probs
     from dean_nb.models import build_model
     from dean_nb.runtime import seeded_global_rng
-    from dean_nb.scoring import mc_dropout_probs
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.max_head_elements:
-        scoring.MAX_HEAD_ELEMENTS_CPU = args.max_head_elements
-        scoring.MAX_HEAD_ELEMENTS_ACCELERATOR = args.max_head_elements
+        mc_dropout.MAX_HEAD_ELEMENTS_CPU = args.max_head_elements
+        mc_dropout.MAX_HEAD_ELEMENTS_ACCELERATOR = args.max_head_elements
     device = torch.device(args.device)
     model = build_model("mnist", 10, 1, 28, seed=0).to(device)
     gen = torch.Generator().manual_seed(args.seed)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--max-head-elements", type=int, default=0, help="override scoring.max_head_elements"
+        "--max-head-elements", type=int, default=0, help="override mc_dropout.max_head_elements"
     )
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from dean_nb import scoring
+    from dean_nb import mc_dropout
 
-    head_block = args.max_head_elements or scoring.max_head_elements(torch.device(args.device))
+    head_block = args.max_head_elements or mc_dropout.max_head_elements(torch.device(args.device))
     print(
         f"MC dropout, MNIST CNN: pool {args.pool_size} x 1x28x28, T = {args.samples}, "
         f"batch {args.batch_size}, head block <= {head_block} values, device {args.device}"

@@ -321,9 +321,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "medium": {
         # Fashion-MNIST on the MNIST CNN, mirroring the authors' MNIST protocol (40 clean
         # initial labels, 5 x 200 acquired, 50 epochs, validation 5000), sized for 2 CPU cores:
-        # T = 20 MC samples (benchmarks/mc_dropout.py: trunk-cached MC on 10k images costs
-        # ~190 s at T = 100 on one busy core, so T = 100 would dominate a run; 20 samples keep
-        # the BALD ranking's top picks stable) and the paper's own MNIST pool subset of 10k
+        # T = 20 MC samples (chosen when MC dropout on 10k images cost ~190 s at T = 100 on
+        # one busy core; benchmarks/loop.py now measures ~8 s at T = 20, so T = 100 would add
+        # about a third to a run; 20 samples keep the BALD ranking's top picks stable) and the paper's own MNIST pool subset of 10k
         # (benchmarks/annealing.py: one DeAn step on 10k takes ~3 s); N(b) = 5b = 1000 clusters
         # as in the paper's text. One run takes a few minutes on one core.
         "fashion-mnist": dict(
