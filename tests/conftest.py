@@ -3,7 +3,7 @@
 Helpers are fixtures (pytest's way to share them: ``book/conftest.py`` is also a module named
 ``conftest``, so this file is not imported by name): ask for ``random_probs``,
 ``chisquare_p``, ``brute_force_k_center``, ``quick``, ``tiny``, ``write_record``,
-``fake_results`` or ``steps_without_times`` as a test argument.
+``fake_results``, ``steps_without_times``, ``digits_model`` or ``x_digits`` as a test argument.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from scipy.stats import chisquare
 
 from dean_nb.config import ExperimentConfig
 from dean_nb.grid import result_path
+from dean_nb.models import build_model
 from dean_nb.records import RunResult, StepRecord
 from dean_nb.runtime import make_generator
 
@@ -27,6 +28,18 @@ P_THRESHOLD = 1e-3
 
 # For the bookkeeping tests, where accuracy does not matter: one acquisition, one epoch.
 TINY = dict(n_steps=1, acquisition_size=10, epochs=1, n_mc_samples=2, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def digits_model() -> torch.nn.Module:
+    """The untrained digits CNN (seed 0), shared by a test module."""
+    return build_model("digits", 10, 1, 8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def x_digits() -> torch.Tensor:
+    """40 random digit-shaped inputs ``(40, 1, 8, 8)``."""
+    return torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 
 
 @pytest.fixture(autouse=True, scope="module")

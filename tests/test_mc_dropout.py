@@ -9,19 +9,9 @@ from torch import nn
 
 import dean_nb.mc_dropout as mc_dropout
 from dean_nb.mc_dropout import keep_mask, mc_dropout_probs
-from dean_nb.models import build_mlp, build_model
+from dean_nb.models import build_mlp
 from dean_nb.runtime import seeded_global_rng
 from dean_nb.scoring import bald, inference_modes
-
-
-@pytest.fixture(scope="module")
-def digits_model():
-    return build_model("digits", 10, 1, 8, seed=0)
-
-
-@pytest.fixture(scope="module")
-def x_digits():
-    return torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 
 
 def _unfused(model: nn.Module) -> nn.Module:

@@ -127,16 +127,6 @@ def test_predictive_entropy_rejects_bad_shapes():
 # ---------------------------------------------------------------- MC dropout
 
 
-@pytest.fixture(scope="module")
-def digits_model():
-    return build_model("digits", 10, 1, 8, seed=0)
-
-
-@pytest.fixture(scope="module")
-def x_digits():
-    return torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-
-
 def test_mc_probs_are_distributions_that_vary(digits_model, x_digits):
     probs = mc_dropout_probs(digits_model, x_digits, 12, batch_size=16, generator=0)
     assert probs.shape == (12, 40, 10) and probs.dtype == torch.float32
