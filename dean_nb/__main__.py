@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_strategies,
         default="dean,bald,entropy,random",
         help=(
-            "comma-separated strategy names (random, entropy, bald, coreset, batchbald, dean); "
+            f"comma-separated strategy names ({', '.join(strategies.available())}); "
             "NAME+denoise runs NAME with the denoising layer only"
         ),
     )

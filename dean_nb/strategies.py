@@ -22,7 +22,14 @@ The six strategies of the paper's experiments (section 5):
   estimated from sampled configurations beyond.
 - ``dean``: the paper's method (Algorithm 1): BALD importance scores, clustering under the
   square-root Jensen-Shannon distance, and the annealed Gibbs sampler of eq. 3/4 with inverse
-  temperature ``beta = f(sigma)`` set by the model uncertainty ``sigma``.
+  temperature ``beta = f(sigma)`` set by the model uncertainty ``sigma`` (or, with the option
+  ``beta``, one fixed inverse temperature: annealing off).
+
+And the stochastic batch baselines of Kirsch et al. 2023, a batch drawn without replacement in
+proportion to a power or softmax of scores from MC-dropout passes (:mod:`dean_nb.stochastic`):
+
+- ``power-bald``: ``p(i) ∝ BALD_i^beta``; ``softmax-bald``: ``p(i) ∝ exp(beta BALD_i)``;
+- ``power-entropy``: ``p(i) ∝ H_i^beta`` with ``H_i`` the MC-dropout predictive entropy.
 
 Returned indices are int64 tensors on the CPU (they index host-side pool bookkeeping); scores
 are float tensors of shape ``(P,)`` on the CPU, or ``None`` where a strategy has none.
@@ -32,7 +39,9 @@ Layout: this module holds the interface (:class:`AcquisitionContext`, :class:`Se
 strategies (``random``, ``entropy``, ``bald``), pool subsetting (:func:`select_from_pool`) and
 one thin registered class per larger algorithm; the algorithms themselves live in their own
 modules: :mod:`dean_nb.coreset` (k-center greedy), :mod:`dean_nb.batchbald` (greedy joint
-mutual information) and :mod:`dean_nb.annealing` with :mod:`dean_nb.clustering` (DeAn).
+mutual information), :mod:`dean_nb.annealing` with :mod:`dean_nb.clustering` (DeAn), and
+:mod:`dean_nb.stochastic` (the stochastic baselines, registered there and imported at the end
+of this module).
 """
 
 from __future__ import annotations
@@ -117,8 +126,9 @@ class Selection:
         scores: ``(P,)`` per-point scores the strategy ranked or weighted by (entropy, BALD,
             distance to the labelled set), on the CPU; ``NaN`` for points that were not scored
             (outside a pool subset, see :func:`select_from_pool`); ``None`` if there are none.
-        sigma: the model uncertainty used (``dean`` only).
-        beta: the inverse temperature used (``dean`` only).
+        sigma: the model uncertainty used (``dean`` only; ``None`` with a fixed ``beta`` and
+            no ``ctx.sigma``, where none is needed).
+        beta: the inverse temperature used (``dean`` only: ``f(sigma)`` or the fixed one).
     """
 
     indices: torch.Tensor
@@ -400,6 +410,10 @@ class DeAnStrategy:
         n_clusters: number of clusters; ``None`` gives ``min(5 b, P)`` (paper text; the rule
             is :func:`dean_nb.annealing.default_n_clusters`).
         linkage: agglomerative linkage (the authors' code: ``"single"``).
+        beta: ``None`` (the paper): ``beta = f(sigma)`` at each step. A number in ``[0, inf]``:
+            that inverse temperature at every step (annealing off; ``beta_kind`` and
+            ``beta_scale`` unused, ``sigma`` not computed for the draw). ``0`` draws uniformly,
+            ``inf`` takes the drawn centroids; JSON configs write ``inf`` as ``"inf"``.
     """
 
     name: ClassVar[str] = "dean"
@@ -407,6 +421,7 @@ class DeAnStrategy:
     beta_scale: float = 0.25
     n_clusters: int | None = None
     linkage: str = "single"
+    beta: float | None = None
 
     def __post_init__(self) -> None:
         annealing.check_beta_kind(self.beta_kind)
@@ -414,6 +429,8 @@ class DeAnStrategy:
         annealing.check_linkage(self.linkage)
         if self.n_clusters is not None:
             check_int_range("n_clusters", self.n_clusters, 1)
+        if self.beta is not None:
+            object.__setattr__(self, "beta", check_float_range("beta", self.beta, 0.0, math.inf))
 
     def select(self, ctx: AcquisitionContext) -> Selection:
         pool_size, budget = _check_context(ctx)
@@ -422,8 +439,12 @@ class DeAnStrategy:
         probs_T_N_K = _mc_probs(ctx, ctx.x_pool, gen).to(device)
         scores_N = scoring.bald(probs_T_N_K)
         mean_probs_N_K = probs_T_N_K.mean(dim=0)
-        sigma = self._sigma(ctx, gen)
-        beta = float(annealing.beta_from_uncertainty(sigma, self.beta_kind, self.beta_scale))
+        if self.beta is None:
+            sigma = self._sigma(ctx, gen)
+            beta = float(annealing.beta_from_uncertainty(sigma, self.beta_kind, self.beta_scale))
+        else:  # annealing off: sigma is reported when given, never computed
+            sigma = None if ctx.sigma is None else check_float_range("sigma", ctx.sigma, 0.0, 1.0)
+            beta = self.beta
         n_clusters = self.n_clusters
         if n_clusters is None:
             n_clusters = annealing.default_n_clusters(budget, pool_size)
@@ -522,3 +543,7 @@ def select_from_pool(
         scores = torch.full((pool_size,), math.nan, dtype=selection.scores.dtype)
         scores[subset_S] = selection.scores.cpu()
     return dataclasses.replace(selection, indices=subset_S[selection.indices.cpu()], scores=scores)
+
+
+# The stochastic baselines register themselves; imported last, once the interface exists.
+from . import stochastic  # noqa: E402, F401

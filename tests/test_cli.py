@@ -149,7 +149,7 @@ def test_help_explains_every_flag(capsys):
         (
             ["--override", 'strategy_options={"foo": 1}'],
             "strategy 'dean' got unknown option(s) foo; its options are: beta_kind, beta_scale, "
-            "n_clusters, linkage",
+            "n_clusters, linkage, beta",
         ),
         (
             ["--strategies", "random", "--override", 'strategy_options={"foo": 1}'],

@@ -106,6 +106,15 @@ def test_initial_set_and_initial_model_are_shared_by_every_strategy(quick):
         assert not set(run.selected) & set(split.initial.tolist())
 
 
+@pytest.mark.parametrize("beta", [0.5, "inf"])
+def test_dean_with_fixed_beta_records_that_beta(tiny, beta):
+    result = run_active_learning(tiny(strategy="dean", strategy_options={"beta": beta}))
+    first = result.steps[0]
+    assert first.beta == float(beta) and math.isfinite(first.sigma)
+    again = RunResult.from_dict(json.loads(json.dumps(result.to_dict(), allow_nan=False)))
+    assert again.steps[0].beta == float(beta)
+
+
 def test_oracle_noise_only_on_acquired_labels(monkeypatch, tiny):
     seen: list[torch.Tensor] = []
     real_train = training.train_model

@@ -9,11 +9,22 @@ import pytest
 import torch
 
 from dean_nb import annealing, scoring, strategies
+from dean_nb.config import ExperimentConfig, run_key
 from dean_nb.models import build_model
 from dean_nb.runtime import make_generator
 from dean_nb.strategies import AcquisitionContext
 
-ALL_NAMES = ("random", "entropy", "bald", "coreset", "batchbald", "dean")
+ALL_NAMES = (
+    "random",
+    "entropy",
+    "bald",
+    "coreset",
+    "batchbald",
+    "dean",
+    "power-bald",
+    "softmax-bald",
+    "power-entropy",
+)
 POOL = 60
 BUDGET = 5
 T_MC = 8
@@ -49,7 +60,7 @@ def make_ctx(model, data, seed: int = 0, budget: int = BUDGET, **kwargs) -> Acqu
     return AcquisitionContext(**fields)
 
 
-def test_registry_lists_the_six_strategies():
+def test_registry_lists_every_strategy():
     assert set(strategies.available()) == set(ALL_NAMES)
     for name in ALL_NAMES:
         strategy = strategies.get(name)
@@ -223,6 +234,73 @@ def test_dean_at_zero_beta_is_uniform(model, data, chisquare_p):
         assert selection.beta == 0.0
         counts[selection.indices] += 1
     assert chisquare_p(counts.numpy(), None) > 1e-3
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.7, 40.0, math.inf])
+def test_dean_with_fixed_beta_uses_it_at_any_sigma(model, data, beta):
+    n_clusters = 12
+    strategy = strategies.get("dean", beta=beta, n_clusters=n_clusters)
+    for sigma in (1e-4, 0.5, 1.0):
+        selection = strategy.select(make_ctx(model, data, seed=6, sigma=sigma))
+        assert selection.beta == beta and selection.sigma == sigma
+        # the annealed sampler at that beta, by hand on the same draws
+        gen = make_generator(6)
+        probs = scoring.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
+        expected = annealing.annealed_batch(
+            probs.mean(0), scoring.bald(probs), BUDGET, beta, n_clusters, generator=gen
+        )
+        assert selection.indices.tolist() == expected.tolist()
+    # no validation set and no sigma: none is needed for the draw, none is reported
+    selection = strategy.select(make_ctx(model, data, seed=6, x_validation=None))
+    assert selection.beta == beta and selection.sigma is None
+    assert selection.indices.tolist() == expected.tolist()
+
+
+def test_dean_with_fixed_beta_zero_is_uniform(model, data, chisquare_p):
+    small = {**data, "pool": data["pool"][:12]}
+    strategy = strategies.get("dean", beta=0.0, n_clusters=4)
+    counts = torch.zeros(12)
+    for seed in range(60):
+        counts[
+            strategy.select(make_ctx(model, small, seed=seed, sigma=0.01, budget=3)).indices
+        ] += 1
+    assert chisquare_p(counts.numpy(), None) > 1e-3
+
+
+def test_dean_with_fixed_infinite_beta_picks_centroids(model, data):
+    n_clusters, budget = 15, 4
+    strategy = strategies.get("dean", beta="inf", n_clusters=n_clusters)  # JSON's spelling
+    assert strategy.beta == math.inf
+    for seed in range(3):
+        selection = strategy.select(make_ctx(model, data, seed=seed, sigma=0.9, budget=budget))
+        gen = make_generator(seed)
+        probs = scoring.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
+        expected = annealing.annealed_selection(
+            probs.mean(0), scoring.bald(probs), budget, math.inf, n_clusters, generator=gen
+        )
+        picks, drawn = selection.indices.tolist(), expected.drawn_centroids.tolist()
+        assert picks == expected.indices.tolist()
+        for i, pick in enumerate(picks):
+            assert drawn[i] in set(expected.centroids.tolist())
+            if drawn[i] not in picks[:i]:
+                assert pick == drawn[i]
+
+
+@pytest.mark.parametrize(
+    ("beta", "error"), [(-1.0, ValueError), (math.nan, ValueError), (True, TypeError)]
+)
+def test_dean_refuses_a_bad_fixed_beta(beta, error):
+    with pytest.raises(error, match=r"^beta must"):
+        strategies.get("dean", beta=beta)
+
+
+def test_dean_option_beta_leaves_default_run_keys_unchanged():
+    # computed before DeAn had the option: a config that does not set it keeps its key
+    config = ExperimentConfig.preset("digits", "quick", strategy="dean")
+    assert run_key(config) == "digits_dean_eps0_seed0_22644290f5"
+    fixed = ExperimentConfig.preset("digits", "quick", strategy_options={"beta": 2.0})
+    assert run_key(fixed) != run_key(config)
+    assert strategies.get("dean", **fixed.strategy_kwargs(100)).beta == 2.0
 
 
 # ------------------------------------------------------------------------------------------
