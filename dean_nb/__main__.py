@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_strategies,
         default="dean,bald,entropy,random",
         help=(
-            "comma-separated strategy names (random, entropy, bald, coreset, batchbald, dean); "
+            "comma-separated strategy names (random, entropy, bald, coreset, batchbald, badge, "
+            "dean); "
             "NAME+denoise runs NAME with the denoising layer only"
         ),
     )
