@@ -10,7 +10,7 @@ data points and ``T`` the MC-dropout samples, so ``probs_T_N_K[t, n, k] = p_t(y 
 One concept per module: ``data``, ``models``, ``oracle``, ``scoring``, ``clustering``
 (sqrt-JS distances, single linkage, median centroids), ``annealing`` (beta = f(sigma) and the
 Gibbs batch sampler), ``denoise``, ``strategies`` (interface, registry, small strategies),
-``coreset`` and ``batchbald`` (the larger baselines), ``training``, the experiment modules,
+``coreset``, ``batchbald`` and ``badge`` (the larger baselines), ``training``, the experiment modules,
 ``plots``; ``validation`` and ``runtime`` hold the checks and the devices/generators they share.
 """
 

@@ -125,7 +125,9 @@ def penultimate_features(
     The model's train/eval mode is restored afterwards.
     """
     if not hasattr(model, "features"):
-        raise TypeError(f"coreset needs model.features(x); {type(model).__name__} has none")
+        raise TypeError(
+            f"coreset and badge need model.features(x); {type(model).__name__} has none"
+        )
     device = model_device(model)
     size = int(x.shape[0])
     step = size if batch_size is None else check_int_range("batch_size", batch_size, 1)

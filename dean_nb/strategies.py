@@ -31,6 +31,11 @@ proportion to a power or softmax of scores from MC-dropout passes (:mod:`dean_nb
 - ``power-bald``: ``p(i) ∝ BALD_i^beta``; ``softmax-bald``: ``p(i) ∝ exp(beta BALD_i)``;
 - ``power-entropy``: ``p(i) ∝ H_i^beta`` with ``H_i`` the MC-dropout predictive entropy.
 
+Beyond the paper's baselines:
+
+- ``badge``: k-means++ seeding on last-layer gradient embeddings at the model's own labels
+  (Ash et al. 2020), uncertain and diverse in one draw.
+
 Returned indices are int64 tensors on the CPU (they index host-side pool bookkeeping); scores
 are float tensors of shape ``(P,)`` on the CPU, or ``None`` where a strategy has none.
 
@@ -39,9 +44,9 @@ Layout: this module holds the interface (:class:`AcquisitionContext`, :class:`Se
 strategies (``random``, ``entropy``, ``bald``), pool subsetting (:func:`select_from_pool`) and
 one thin registered class per larger algorithm; the algorithms themselves live in their own
 modules: :mod:`dean_nb.coreset` (k-center greedy), :mod:`dean_nb.batchbald` (greedy joint
-mutual information), :mod:`dean_nb.annealing` with :mod:`dean_nb.clustering` (DeAn), and
-:mod:`dean_nb.stochastic` (the stochastic baselines, registered there and imported at the end
-of this module).
+mutual information), :mod:`dean_nb.badge` (gradient embeddings, k-means++ seeding),
+:mod:`dean_nb.annealing` with :mod:`dean_nb.clustering` (DeAn), and :mod:`dean_nb.stochastic`
+(the stochastic baselines, registered there and imported at the end of this module).
 """
 
 from __future__ import annotations
@@ -54,13 +59,14 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import nn
 
-from . import annealing, batchbald, coreset, scoring
+from . import annealing, badge, batchbald, coreset, scoring
 from .runtime import make_generator
 from .validation import check_budget, check_float_range, check_int_range, check_ndim
 
 __all__ = [
     "AcquisitionContext",
     "BALDStrategy",
+    "BadgeStrategy",
     "BatchBALDStrategy",
     "CoresetStrategy",
     "DeAnStrategy",
@@ -296,7 +302,7 @@ class BALDStrategy:
 
 
 # --------------------------------------------------------------------------------------------
-# coreset and batchbald: the algorithms live in dean_nb.coreset and dean_nb.batchbald
+# coreset, batchbald, badge: the algorithms live in dean_nb.coreset, .batchbald, .badge
 # --------------------------------------------------------------------------------------------
 
 
@@ -386,6 +392,39 @@ class BatchBALDStrategy:
             generator=gen,
         )
         return Selection(indices=candidates[picks], scores=scores_N)
+
+
+@register
+@dataclass(frozen=True)
+class BadgeStrategy:
+    """BADGE (Ash et al. 2020): k-means++ seeding on last-layer gradient embeddings.
+
+    Each pool point's embedding is the cross-entropy gradient w.r.t. the last layer's weights
+    at its predicted label, from penultimate features and probabilities with dropout off
+    (:func:`dean_nb.badge.gradient_embeddings`); the batch is k-means++ seeding on them
+    (:func:`dean_nb.badge.kmeans_pp_indices`), drawn from ``ctx.generator``.
+
+    Options:
+        chunk_size: rows per block in the distance computation (memory knob only).
+
+    ``Selection.scores`` are the embedding norms (the first pick is their maximum).
+    """
+
+    name: ClassVar[str] = "badge"
+    chunk_size: int = 2048
+
+    def __post_init__(self) -> None:
+        check_int_range("chunk_size", self.chunk_size, 1)
+
+    def select(self, ctx: AcquisitionContext) -> Selection:
+        _, budget = _check_context(ctx)
+        device = _compute_device(ctx)
+        features_N_F = coreset.penultimate_features(ctx.model, ctx.x_pool, ctx.batch_size)
+        probs_N_K = scoring.predict_probs(ctx.model, ctx.x_pool, batch_size=ctx.batch_size)
+        embeddings_N_D = badge.gradient_embeddings(features_N_F.to(device), probs_N_K.to(device))
+        indices = badge.kmeans_pp_indices(embeddings_N_D, budget, _generator(ctx), self.chunk_size)
+        scores_N = embeddings_N_D.norm(dim=1).float().cpu()
+        return Selection(indices=indices, scores=scores_N)
 
 
 # --------------------------------------------------------------------------------------------
