@@ -179,7 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--epsilons",
         type=parse_epsilons,
         default="0",
-        help="comma-separated oracle noise levels (K-ary symmetric channel), each in [0, 1)",
+        help="comma-separated oracle noise levels (the flip probability of --noise), each in "
+        "[0, 1)",
+    )
+    run.add_argument(
+        "--noise",
+        default=None,
+        metavar="CHANNEL",
+        help="the oracle's channel: symmetric (eq. 1: a wrong label is uniform over the other "
+        "classes), pairflip (class j is answered j+1 mod K with probability epsilon), or "
+        "FILE.json holding a K x K column-stochastic matrix, T[i][j] = p(answer i | true class "
+        "j); a matrix's epsilon is its flip rate 1 - trace(T)/K, so leave --epsilons at 0. "
+        "Default: the preset's (symmetric)",
     )
     run.add_argument(
         "--denoise",
@@ -286,7 +297,7 @@ def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
     # strategy_options are judged by a strategy of the grid, not by the default one
     first = args.strategies[0]
     overrides.setdefault("strategy", first.removesuffix(DENOISE_SUFFIX))
-    for field, value in (("root", args.root), ("device", args.device)):
+    for field, value in (("root", args.root), ("device", args.device), ("noise", args.noise)):
         if value is not None:
             overrides[field] = value
     if args.download:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import LOCATION_FIELDS, ExperimentConfig
+from .noise import noise_label
 from .records import RunResult, load_run
 from .validation import check_columns
 
@@ -102,8 +103,11 @@ def config_id(config: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _show(field_value: Any) -> str:
-    """A config value as a label shows it: ``5``, ``0.0005``, ``none``, ``{"linkage":"average"}``."""
+def _show(name: str, field_value: Any) -> str:
+    """A config value as a label shows it: ``5``, ``0.0005``, ``none``, ``{"linkage":"average"}``,
+    a noise matrix by its hash (``matrix-1a2b3c4d``)."""
+    if name == "noise":
+        return noise_label(field_value)
     if field_value is None:
         return "none"
     if isinstance(field_value, dict):
@@ -130,7 +134,7 @@ def _method_labels(configs: dict[str, ExperimentConfig]) -> dict[str, str]:
             and len({json.dumps(v[f.name], sort_keys=True) for v in values.values()}) > 1
         ]
         for cid in ids:
-            shown = ", ".join(f"{name}={_show(values[cid][name])}" for name in differing)
+            shown = ", ".join(f"{name}={_show(name, values[cid][name])}" for name in differing)
             labels[cid] = f"{method} [{shown}]"
     return labels
 
@@ -175,7 +179,9 @@ def load_results(out_dir: str | os.PathLike[str]):
     Runs of different configurations are never mixed: where one (dataset, method, epsilon)
     has runs of several configurations (say ``dean`` with 50 and with 5 epochs), their
     ``method`` is labelled with the fields that differ (``dean [epochs=5]``,
-    ``dean [epochs=50]``), so every table and figure shows them apart.
+    ``dean [epochs=50]``), so every table and figure shows them apart; so are two oracle
+    channels at one noise level (``dean [noise=pairflip]``, ``dean [noise=symmetric]``, a
+    matrix by its hash, ``dean [noise=matrix-1a2b3c4d]``).
 
     Temporary files of an interrupted write are ignored; a file that is not a readable run
     record (truncated, not JSON, JSON without ``config``) is skipped with a

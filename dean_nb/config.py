@@ -31,7 +31,8 @@ import torch
 
 from . import strategies
 from .annealing import BETA_KINDS, check_beta_kind, check_beta_scale, default_n_clusters
-from .data import DATASETS
+from .data import DATASETS, NUM_CLASSES
+from .noise import DEFAULT_NOISE, flip_rate, noise_channel, noise_label, resolve_noise
 from .validation import check_float_range, check_int_range
 
 __all__ = [
@@ -72,7 +73,16 @@ class ExperimentConfig:
             ``beta_kind``/``beta_scale``/``n_clusters`` fields. JSON values only. The
             strategy is built with them when the config is, so an unknown option or an
             invalid value is refused then, not at the first acquisition.
-        epsilon: oracle noise, the flip probability of the K-ary symmetric channel (eq. 1), in [0, 1).
+        epsilon: oracle noise, the flip probability of the channel, in [0, 1). With a matrix
+            ``noise`` it is the matrix's flip probability ``1 - trace(T) / K``
+            (:func:`dean_nb.noise.flip_rate`), set from the matrix: leave it at 0 or give
+            that value.
+        noise: the oracle's channel (:mod:`dean_nb.noise`): ``"symmetric"`` (eq. 1, the
+            paper's), ``"pairflip"`` (class ``j`` answered ``j + 1 mod K`` with probability
+            ``epsilon``), or a K x K column-stochastic matrix ``T[i][j] = p(y'=i | y=j)``,
+            given as a list of lists or as the path of a JSON file (``*.json``) holding one.
+            A file is read and checked when the configuration is built and the matrix kept
+            in its place, so the run key and the record depend on the entries, not the path.
         denoise: train through a learned noisy-channel layer (section 4, Algorithm 2).
         initial_per_class: ``k``: the initial labelled set holds ``k`` images of every class.
         validation_size: size of the fixed validation set on which sigma is measured.
@@ -107,6 +117,7 @@ class ExperimentConfig:
     strategy: str = "dean"
     strategy_options: dict[str, Any] = field(default_factory=dict)
     epsilon: float = 0.0
+    noise: str | list[list[float]] = DEFAULT_NOISE
     denoise: bool = False
     initial_per_class: int = 2
     validation_size: int = 100
@@ -158,7 +169,7 @@ class ExperimentConfig:
             json.dumps(self.strategy_options, allow_nan=False)
         except (TypeError, ValueError) as err:
             raise ValueError(f"strategy_options must hold JSON values only: {err}") from None
-        check_float_range("epsilon", self.epsilon, 0.0, 1.0, high_inclusive=False)
+        self._check_noise()
         self._check_int("initial_per_class", 1)
         self._check_int("validation_size", 1)
         self._check_int("acquisition_size", 1)
@@ -190,6 +201,23 @@ class ExperimentConfig:
         for name in ("epsilon", "beta_scale", "lr", "weight_decay"):
             object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
         self._check_strategy_options()
+
+    def _check_noise(self) -> None:
+        """Resolve ``noise`` (a file is read into its matrix) and check ``epsilon`` against it:
+        in [0, 1) for a named channel; for a matrix 0 or its flip rate, which it becomes."""
+        noise = resolve_noise(self.noise, NUM_CLASSES[self.dataset])
+        object.__setattr__(self, "noise", noise)
+        if isinstance(noise, str):
+            check_float_range("epsilon", self.epsilon, 0.0, 1.0, high_inclusive=False)
+            return
+        given = check_float_range("epsilon", self.epsilon, 0.0, 1.0)
+        rate = round(flip_rate(noise), 12) + 0.0  # 0.2, not 0.19999999999999996
+        if given != 0.0 and not math.isclose(given, rate, rel_tol=0.0, abs_tol=1e-9):
+            raise ValueError(
+                f"epsilon must be 0 or {rate:.12g} with a noise matrix: a matrix's epsilon is "
+                f"its flip rate 1 - trace(T) / K, taken from the matrix; got {given}"
+            )
+        object.__setattr__(self, "epsilon", rate)
 
     def _check_int(
         self, name: str, low: int, high: int | None = None, *, optional: bool = False
@@ -235,8 +263,19 @@ class ExperimentConfig:
 
     def computed_fields(self) -> dict[str, Any]:
         """The fields that change what a run computes: every field but :data:`LOCATION_FIELDS`
-        (what :func:`run_key` hashes, and what a checkpoint must match to be resumed)."""
-        return {k: v for k, v in self.to_dict().items() if k not in LOCATION_FIELDS}
+        (what :func:`run_key` hashes, and what a checkpoint must match to be resumed).
+
+        ``noise`` is left out when it is the default ``"symmetric"``, the only channel before
+        the field existed, so the runs recorded then keep their keys.
+        """
+        fields = {k: v for k, v in self.to_dict().items() if k not in LOCATION_FIELDS}
+        if fields["noise"] == DEFAULT_NOISE:
+            del fields["noise"]
+        return fields
+
+    def oracle_channel(self) -> torch.Tensor:
+        """The oracle's channel ``T`` of this run, float64 ``(K, K)``, ``T[i, j] = p(y'=i | y=j)``."""
+        return noise_channel(self.noise, NUM_CLASSES[self.dataset], self.epsilon)
 
     @property
     def method(self) -> str:
@@ -420,14 +459,20 @@ def method_label(strategy: str, denoise: bool) -> str:
 def run_key(config: ExperimentConfig) -> str:
     """A stable file stem for a run: readable fields plus a short hash of the full config.
 
-    ``digits_dean+denoise_eps0.3_seed2_1a2b3c4d``. The hash covers every field that changes
-    what is computed (:meth:`ExperimentConfig.computed_fields`: not ``root``, ``device``,
-    ``num_threads``, ``quiet``, ``download``). Records (:func:`dean_nb.grid.result_path`) and
-    checkpoints are named by it.
+    ``digits_dean+denoise_eps0.3_seed2_1a2b3c4d``; a channel other than the symmetric one is
+    named before the noise level (``digits_dean_pairflip-eps0.3_seed2_...``,
+    ``digits_dean_matrix-5e6f7a8b-eps0.12_seed2_...``). The hash covers every field that
+    changes what is computed (:meth:`ExperimentConfig.computed_fields`: not ``root``,
+    ``device``, ``num_threads``, ``quiet``, ``download``), a matrix channel by its entries.
+    Records (:func:`dean_nb.grid.result_path`) and checkpoints are named by it.
     """
     payload = config.computed_fields()
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{config.dataset}_{config.method}_eps{config.epsilon:g}_seed{config.seed}_{digest}"
+    channel = "" if config.noise == DEFAULT_NOISE else f"{noise_label(config.noise)}-"
+    return (
+        f"{config.dataset}_{config.method}_{channel}eps{config.epsilon:g}_seed{config.seed}_"
+        f"{digest}"
+    )
 
 
 def parse_override(text: str) -> tuple[str, Any]:

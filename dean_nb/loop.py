@@ -15,8 +15,9 @@ of section 4):
 3. unless it is the last step: select a batch of ``b`` pool images with the strategy, ask the
    noisy oracle for their labels, move them from the pool to the labelled set.
 
-Only acquired labels go through the oracle (the K-ary symmetric channel of eq. 1): the initial
-and validation sets stay clean, as in the authors' runs. The oracle answers are drawn once per
+Only acquired labels go through the oracle (the K-ary symmetric channel of eq. 1, or the
+channel ``config.noise`` names: :mod:`dean_nb.noise`): the initial and validation sets stay
+clean, as in the authors' runs. The oracle answers are drawn once per
 training image at the start of a run (:func:`oracle_answers`), so a given image gets the same
 (possibly wrong) label whichever strategy asks for it at that seed: strategies are compared on
 common random numbers.
@@ -55,7 +56,7 @@ from .config import ExperimentConfig, run_key
 from .data import load_dataset, make_split
 from .denoise import NoisyChannel
 from .models import arch_for_dataset, build_model
-from .oracle import NoisyOracle, symmetric_channel
+from .oracle import NoisyOracle
 from .records import RunResult, StepRecord, atomic_write_json, provenance
 from .runtime import make_generator, resolve_device
 
@@ -86,14 +87,14 @@ def _cached_dataset(name: str, root: str | None, download: bool):
 def oracle_answers(config: ExperimentConfig) -> torch.Tensor:
     """The noisy oracle's answer for every training image of a run, ``(N_train,)`` int64.
 
-    The oracle (the K-ary symmetric channel of eq. 1 with ``config.epsilon``) answers every
-    training image once, up front, from its own seeded generator: common random numbers across
+    The oracle (its channel :meth:`~dean_nb.config.ExperimentConfig.oracle_channel`: the
+    K-ary symmetric channel of eq. 1 with ``config.epsilon`` unless ``config.noise`` names
+    another) answers every training image once, up front, from its own seeded generator: common random numbers across
     strategies, and integers that no float kernel can change. Only acquired indices are ever
     read.
     """
     data = _cached_dataset(config.dataset, config.root, config.download)
-    channel = symmetric_channel(data.num_classes, config.epsilon)
-    oracle = NoisyOracle(channel, seed=purpose_seed(config.seed, "oracle"))
+    oracle = NoisyOracle(config.oracle_channel(), seed=purpose_seed(config.seed, "oracle"))
     return oracle.label(data.y_train)
 
 
@@ -241,7 +242,7 @@ def _run(
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
     x_val = x_train[split.validation.to(device)]
 
-    true_channel = symmetric_channel(num_classes, config.epsilon)
+    true_channel = config.oracle_channel()  # the channel oracle_answers draws through
     answers = oracle_answers(config)  # (N,) on the CPU
 
     labelled = split.initial.clone()  # (L,) indices into x_train

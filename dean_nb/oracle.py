@@ -20,6 +20,7 @@ __all__ = [
     "check_channel",
     "empirical_channel",
     "majority_vote",
+    "pairflip_channel",
     "symmetric_channel",
     "symmetric_information_bits",
     "wrong_label_chi2",
@@ -36,6 +37,23 @@ def symmetric_channel(num_classes: int, epsilon: float) -> torch.Tensor:
     eps = check_float_range("epsilon", epsilon, 0.0, 1.0, high_inclusive=False)
     matrix = torch.full((k, k), eps / (k - 1), dtype=torch.float64)
     matrix.fill_diagonal_(1.0 - eps)
+    return matrix
+
+
+def pairflip_channel(num_classes: int, epsilon: float) -> torch.Tensor:
+    """The pair-flip channel: class ``j`` is reported as ``j + 1 mod K`` with probability
+    ``epsilon`` and kept otherwise, a labeller who confuses each class with one neighbour.
+
+    ``T[(j + 1) % K, j] = epsilon`` and ``T[j, j] = 1 - epsilon``: the transpose of the
+    row-stochastic ``P`` of Co-teaching's ``noisify_pairflip`` (Han et al., 2018). Returns a
+    float64 ``(K, K)`` column-stochastic matrix. ``epsilon`` must lie in ``[0, 1)``.
+    """
+    k = check_int_range("num_classes", num_classes, 2)
+    eps = check_float_range("epsilon", epsilon, 0.0, 1.0, high_inclusive=False)
+    classes = torch.arange(k)
+    matrix = torch.zeros((k, k), dtype=torch.float64)
+    matrix[classes, classes] = 1.0 - eps
+    matrix[(classes + 1) % k, classes] = eps  # K >= 2: never the diagonal
     return matrix
 
 

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from dean_nb import grid, strategies
 from dean_nb.__main__ import build_parser, grid_of_command, main, parse_epsilons, parse_seeds
 from dean_nb.grid import result_path
+from dean_nb.oracle import pairflip_channel
 
 TINY = ["--override", "epochs=2", "n_steps=1", "acquisition_size=10", "n_mc_samples=3"]
 
@@ -101,6 +103,7 @@ def test_help_explains_every_flag(capsys):
         "--preset",
         "--strategies",
         "--epsilons",
+        "--noise",
         "--denoise",
         "--seeds",
         "--out",
@@ -137,6 +140,9 @@ def test_help_explains_every_flag(capsys):
         (["--preset", "paper"], "no 'paper' preset for dataset 'digits'"),
         (["--override", "acquisition_size=0"], "acquisition_size must lie in [1"),
         (["--workers", "0"], "--workers must be >= 1"),
+        (["--noise", "pair"], "noise must be one of symmetric, pairflip, or the path of a JSON"),
+        (["--noise", "no/such/T.json"], "noise file no/such/T.json does not exist"),
+        (["--noise", "pairflip", "--override", "epsilon=1"], "epsilon must lie in [0.0, 1.0)"),
         # finite ranges, no booleans for numbers, strategy options checked: before any compute
         (["--override", "beta_scale=inf"], "beta_scale must lie in (0.0, inf), got inf"),
         (["--override", "lr=inf"], "lr must lie in (0.0, inf), got inf"),
@@ -306,6 +312,39 @@ def test_report_never_averages_two_configurations(tmp_path, capsys, write_record
     rows = (tmp_path / "report" / "summary.csv").read_text().splitlines()
     assert sum("dean [epochs=5]" in r for r in rows) == 2  # its two label counts
     assert all(r.endswith(",1") for r in rows[1:])  # every row holds one run
+
+
+def test_noise_flag_runs_the_pairflip_and_matrix_channels_end_to_end(tmp_path, capsys):
+    argv = ["run", "--strategies", "random", "--out", str(tmp_path), "--quiet", *TINY]
+    assert main([*argv, "--noise", "pairflip", "--epsilons", "0.3"]) == 0
+    (path,) = tmp_path.glob("*.json")
+    assert path.name.startswith("digits_random_pairflip-eps0.3_seed0_")
+    record = json.loads(path.read_text())
+    assert record["config"]["noise"] == "pairflip" and record["config"]["epsilon"] == 0.3
+    assert record["true_channel"] == pairflip_channel(10, 0.3).tolist()
+    for step in record["steps"]:
+        for noisy, true in zip(step["noisy_labels"], step["true_labels"], strict=True):
+            assert noisy in (true, (true + 1) % 10)
+    path.unlink()
+
+    # a matrix file: the record holds the matrix (its epsilon the flip rate), not the path
+    matrix = (0.75 * torch.eye(10) + 0.25 * torch.eye(10).roll(3, dims=0)).tolist()
+    channel = tmp_path / "channels" / "T.json"
+    channel.parent.mkdir()
+    channel.write_text(json.dumps(matrix))
+    assert main([*argv, "--noise", str(channel)]) == 0
+    (path,) = tmp_path.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["config"]["noise"] == record["true_channel"] == matrix
+    assert record["config"]["epsilon"] == 0.25 and "_matrix-" in path.name
+    capsys.readouterr()
+    # the same matrix in another file is the same run; a matrix and a noise level disagree
+    copy = tmp_path / "channels" / "copy.json"
+    copy.write_text(json.dumps(matrix, indent=2))
+    assert main([*argv, "--noise", str(copy)]) == 0
+    assert "1 runs (1 already" in capsys.readouterr().out
+    assert main([*argv, "--noise", str(copy), "--epsilons", "0,0.3"]) == 2
+    assert "epsilon must be 0 or 0.25 with a noise matrix" in capsys.readouterr().err
 
 
 def test_minus_zero_epsilon_finds_the_runs_of_zero(tmp_path, capsys):

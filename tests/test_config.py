@@ -53,6 +53,8 @@ def test_parse_override_types():
     assert parse_override("denoise=yes") == ("denoise", True)
     assert parse_override("pool_subset=none") == ("pool_subset", None)
     assert parse_override("device=cuda:1") == ("device", "cuda:1")
+    assert parse_override("noise=pairflip") == ("noise", "pairflip")
+    assert parse_override("noise=channels/T.json") == ("noise", "channels/T.json")
     assert parse_override('strategy_options={"linkage": "average"}') == (
         "strategy_options",
         {"linkage": "average"},
