@@ -126,7 +126,7 @@ def _method_labels(configs: dict[str, ExperimentConfig]) -> dict[str, str]:
         if len(ids) == 1:
             labels[ids[0]] = method
             continue
-        values = {cid: configs[cid].to_dict() for cid in ids}
+        values = {cid: dataclasses.asdict(configs[cid]) for cid in ids}  # every field
         differing = [
             f.name
             for f in dataclasses.fields(ExperimentConfig)

@@ -265,13 +265,10 @@ class ExperimentConfig:
         """The fields that change what a run computes: every field but :data:`LOCATION_FIELDS`
         (what :func:`run_key` hashes, and what a checkpoint must match to be resumed).
 
-        ``noise`` is left out when it is the default ``"symmetric"``, the only channel before
-        the field existed, so the runs recorded then keep their keys.
+        ``noise`` is left out when it is the default (see :meth:`to_dict`), so the runs
+        recorded before the field existed keep their keys.
         """
-        fields = {k: v for k, v in self.to_dict().items() if k not in LOCATION_FIELDS}
-        if fields["noise"] == DEFAULT_NOISE:
-            del fields["noise"]
-        return fields
+        return {k: v for k, v in self.to_dict().items() if k not in LOCATION_FIELDS}
 
     def oracle_channel(self) -> torch.Tensor:
         """The oracle's channel ``T`` of this run, float64 ``(K, K)``, ``T[i, j] = p(y'=i | y=j)``."""
@@ -289,8 +286,13 @@ class ExperimentConfig:
     # -- JSON -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict of every field."""
-        return dataclasses.asdict(self)
+        """A JSON-safe dict of every field, but ``noise`` when it is the default
+        ``"symmetric"``: the only channel before the field existed, so the records written
+        then read back unchanged (:meth:`from_dict` fills the default in)."""
+        fields = dataclasses.asdict(self)
+        if fields["noise"] == DEFAULT_NOISE:
+            del fields["noise"]
+        return fields
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
