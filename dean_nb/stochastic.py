@@ -28,6 +28,7 @@ fill a batch only after every positive-score point, in uniformly random order.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -147,6 +148,22 @@ def gumbel_top_k(
 # --------------------------------------------------------------------------------------------
 
 
+def _sampled_batch(
+    ctx: AcquisitionContext,
+    score: Callable[[torch.Tensor], torch.Tensor],
+    log_weights: Callable[[torch.Tensor, float], torch.Tensor],
+    beta: float,
+) -> Selection:
+    """``score`` (``probs_T_N_K -> (N,)``) of ``ctx.n_mc_samples`` MC-dropout passes, then a
+    :func:`gumbel_top_k` batch of ``log_weights(scores, beta)``, both from ``ctx.generator``."""
+    _, budget = _check_context(ctx)
+    gen = _generator(ctx)
+    scores_N = score(_mc_probs(ctx, ctx.x_pool, gen)).detach().cpu()
+    return Selection(
+        indices=gumbel_top_k(log_weights(scores_N, beta), budget, gen), scores=scores_N
+    )
+
+
 @register
 @dataclass(frozen=True)
 class PowerBALDStrategy:
@@ -168,11 +185,7 @@ class PowerBALDStrategy:
         object.__setattr__(self, "beta", check_coldness(self.beta))
 
     def select(self, ctx: AcquisitionContext) -> Selection:
-        _, budget = _check_context(ctx)
-        gen = _generator(ctx)
-        scores_N = scoring.bald(_mc_probs(ctx, ctx.x_pool, gen)).detach().cpu()
-        log_weights_N = power_log_weights(scores_N, self.beta)
-        return Selection(indices=gumbel_top_k(log_weights_N, budget, gen), scores=scores_N)
+        return _sampled_batch(ctx, scoring.bald, power_log_weights, self.beta)
 
 
 @register
@@ -196,11 +209,7 @@ class SoftmaxBALDStrategy:
         object.__setattr__(self, "beta", check_coldness(self.beta))
 
     def select(self, ctx: AcquisitionContext) -> Selection:
-        _, budget = _check_context(ctx)
-        gen = _generator(ctx)
-        scores_N = scoring.bald(_mc_probs(ctx, ctx.x_pool, gen)).detach().cpu()
-        log_weights_N = softmax_log_weights(scores_N, self.beta)
-        return Selection(indices=gumbel_top_k(log_weights_N, budget, gen), scores=scores_N)
+        return _sampled_batch(ctx, scoring.bald, softmax_log_weights, self.beta)
 
 
 @register
@@ -225,9 +234,4 @@ class PowerEntropyStrategy:
         object.__setattr__(self, "beta", check_coldness(self.beta))
 
     def select(self, ctx: AcquisitionContext) -> Selection:
-        _, budget = _check_context(ctx)
-        gen = _generator(ctx)
-        probs_T_N_K = _mc_probs(ctx, ctx.x_pool, gen)
-        scores_N = scoring.predictive_entropy(probs_T_N_K).detach().cpu()
-        log_weights_N = power_log_weights(scores_N, self.beta)
-        return Selection(indices=gumbel_top_k(log_weights_N, budget, gen), scores=scores_N)
+        return _sampled_batch(ctx, scoring.predictive_entropy, power_log_weights, self.beta)
