@@ -228,19 +228,8 @@ def test_a_transposed_matrix_gets_a_hint_and_a_folder_or_name_is_refused(tmp_pat
 
 
 @pytest.fixture(scope="module")
-def pairflip_run():
-    config = ExperimentConfig.preset(
-        "digits",
-        "quick",
-        strategy="random",
-        noise="pairflip",
-        epsilon=0.5,
-        n_steps=1,
-        acquisition_size=200,
-        epochs=1,
-        n_mc_samples=2,
-        quiet=True,
-    )
+def pairflip_run(tiny):
+    config = tiny(strategy="random", noise="pairflip", epsilon=0.5, acquisition_size=200)
     return run_active_learning(config)
 
 
