@@ -115,9 +115,42 @@ def _show(name: str, field_value: Any) -> str:
     return repr(field_value) if isinstance(field_value, float) else str(field_value)
 
 
-def _method_labels(configs: dict[str, ExperimentConfig]) -> dict[str, str]:
+# Fields that are columns of the frame of their own, never part of a method's label.
+_COLUMN_FIELDS = ("dataset", "strategy", "denoise", "epsilon")
+
+
+def _labels_against(
+    configs: dict[str, ExperimentConfig], reference: ExperimentConfig
+) -> dict[str, str]:
+    """``config_id -> method label``: the method name for a run of ``reference``'s protocol,
+    else the name with the fields in which it differs from ``reference``, ``dean [epochs=5]``."""
+    ref = dataclasses.asdict(reference)
+    compared = [
+        f.name
+        for f in dataclasses.fields(ExperimentConfig)
+        if f.name not in _REPEAT_FIELDS + _COLUMN_FIELDS
+    ]
+    labels: dict[str, str] = {}
+    for cid, cfg in configs.items():
+        values = dataclasses.asdict(cfg)
+        differing = [
+            name
+            for name in compared
+            if json.dumps(values[name], sort_keys=True) != json.dumps(ref[name], sort_keys=True)
+        ]
+        shown = ", ".join(f"{name}={_show(name, values[name])}" for name in differing)
+        labels[cid] = f"{cfg.method} [{shown}]" if differing else cfg.method
+    return labels
+
+
+def _method_labels(
+    configs: dict[str, ExperimentConfig], reference: ExperimentConfig | None = None
+) -> dict[str, str]:
     """``config_id -> method label``: the method name, or, where one (dataset, method, epsilon)
-    has several configurations, the name with the fields that differ, ``dean [epochs=5]``."""
+    has several configurations, the name with the fields that differ, ``dean [epochs=5]``.
+    With a ``reference``, every label is relative to it instead (:func:`_labels_against`)."""
+    if reference is not None:
+        return _labels_against(configs, reference)
     groups: dict[tuple[str, str, float], list[str]] = {}
     for cid, cfg in configs.items():
         groups.setdefault((cfg.dataset, cfg.method, cfg.epsilon), []).append(cid)
@@ -168,7 +201,7 @@ def _record_rows(result: RunResult, path: Path, cid: str) -> list[dict[str, Any]
         raise ValueError(f"{path} has a malformed step ({err})") from None
 
 
-def load_results(out_dir: str | os.PathLike[str]):
+def load_results(out_dir: str | os.PathLike[str], *, reference: ExperimentConfig | None = None):
     """Every run JSON in ``out_dir`` as a tidy ``pandas.DataFrame``: one row per run x step.
 
     Columns: :data:`RESULT_COLUMNS`. ``method`` is ``strategy`` or ``strategy+denoise``;
@@ -182,6 +215,12 @@ def load_results(out_dir: str | os.PathLike[str]):
     ``dean [epochs=50]``), so every table and figure shows them apart; so are two oracle
     channels at one noise level (``dean [noise=pairflip]``, ``dean [noise=symmetric]``, a
     matrix by its hash, ``dean [noise=matrix-1a2b3c4d]``).
+
+    With a ``reference`` configuration (say the preset a chapter is about), labels are relative
+    to it instead: a run that differs from ``reference`` only in the grid's axes (strategy,
+    denoise, epsilon, seed) and where it ran keeps its plain method name, and any other run is
+    labelled with the fields in which it differs from ``reference`` (``dean [beta_scale=1.0]``,
+    ``dean [noise=pairflip]``), whatever else the folder holds.
 
     Temporary files of an interrupted write are ignored; a file that is not a readable run
     record (truncated, not JSON, JSON without ``config``) is skipped with a
@@ -206,7 +245,7 @@ def load_results(out_dir: str | os.PathLike[str]):
             warnings.warn(f"{err}; skipped it", SkippedRecordWarning, stacklevel=2)
             continue
         configs.setdefault(cid, result.config)
-    labels = _method_labels(configs)
+    labels = _method_labels(configs, reference)
     for row in rows:
         row["method"] = labels[row["config_id"]]
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))

@@ -27,7 +27,8 @@ from .data import Dataset, make_split
 from .denoise import NoisyChannel, near_identity
 from .loop import purpose_seed
 from .models import arch_for_dataset, build_model
-from .oracle import NoisyOracle, symmetric_channel
+from .noise import DEFAULT_NOISE, Noise, noise_channel, resolve_noise
+from .oracle import NoisyOracle
 from .runtime import DeviceLike, GeneratorLike, make_generator, resolve_device
 from .scoring import model_uncertainty
 from .training import TrainConfig, evaluate_accuracy, train_model
@@ -54,14 +55,19 @@ CHANNEL_VARIANTS = (
 )
 
 
-def channel_for(variant: str, num_classes: int, epsilon: float) -> NoisyChannel | None:
+def channel_for(
+    variant: str, num_classes: int, epsilon: float, noise: Noise = DEFAULT_NOISE
+) -> NoisyChannel | None:
     """A fresh channel for one of :data:`CHANNEL_VARIANTS` (``None`` for ``"no channel"``).
 
-    ``epsilon`` is the oracle's K-SC flip probability, used by ``"W fixed at T"``. The frozen
-    variants are projected channels with ``requires_grad`` off.
+    ``"W fixed at T"`` is frozen at the oracle's channel: ``noise`` (``"symmetric"``,
+    ``"pairflip"`` or a K x K matrix, as :func:`dean_nb.noise.resolve_noise` takes it) with
+    flip probability ``epsilon``. The frozen variants are projected channels with
+    ``requires_grad`` off.
     """
     if variant not in CHANNEL_VARIANTS:
         raise ValueError(f"variant must be one of {CHANNEL_VARIANTS}, got {variant!r}")
+    noise = resolve_noise(noise, num_classes)
     if variant == "no channel":
         return None
     if variant == "projected W":
@@ -69,7 +75,7 @@ def channel_for(variant: str, num_classes: int, epsilon: float) -> NoisyChannel 
     if variant == "softmax W":
         return NoisyChannel(num_classes, "softmax")
     if variant == "W fixed at T":
-        fixed = symmetric_channel(num_classes, epsilon)
+        fixed = noise_channel(noise, num_classes, epsilon)
     else:
         fixed = near_identity(num_classes, 0.4)
     return NoisyChannel(num_classes, "projected", init=fixed).requires_grad_(False)
@@ -233,23 +239,28 @@ def run_variant(
     n_mc_samples: int = 20,
     record_every: int = 1,
     device: DeviceLike = None,
+    noise: Noise = DEFAULT_NOISE,
 ) -> NoisyLabelRun:
     """One run of the denoising chapter: ``variant`` on one seed's noisy labelled set.
 
     The labelled set is the initial set of ``make_split(dataset.y_train, K, labels_per_class,
-    validation_size, seed)``, every label passed through a K-SC oracle with ``epsilon`` seeded
-    as the loop seeds its oracle (``purpose_seed(seed, "oracle")``). The network is
+    validation_size, seed)``, every label passed through an oracle seeded as the loop seeds its
+    oracle (``purpose_seed(seed, "oracle")``), answering through ``noise`` with flip
+    probability ``epsilon`` (the K-SC of eq. 1 by default; ``"pairflip"`` or a K x K matrix,
+    as in :func:`channel_for`). The network is
     ``build_model(arch_for_dataset(dataset.name), ..., seed=seed)``, trained with
     ``make_generator(seed)``; ``sigma`` is measured on the split's validation set with
     ``n_mc_samples`` passes drawn from ``seed``. Every variant of a seed thus shares the
     labels, initial weights, minibatch order and dropout masks.
     """
     num_classes = dataset.num_classes
+    noise = resolve_noise(noise, num_classes)  # checked before any compute
+    channel = channel_for(variant, num_classes, epsilon, noise)
     split = make_split(dataset.y_train, num_classes, labels_per_class, validation_size, seed)
     y_true = dataset.y_train[split.initial]
-    oracle = NoisyOracle(symmetric_channel(num_classes, epsilon), seed=purpose_seed(seed, "oracle"))
+    true_channel = noise_channel(noise, num_classes, epsilon)
+    oracle = NoisyOracle(true_channel, seed=purpose_seed(seed, "oracle"))
     y_noisy = oracle.label(y_true)
-    channel = channel_for(variant, num_classes, epsilon)
     c, h, w = dataset.image_shape
     model = build_model(arch_for_dataset(dataset.name), num_classes, c, (h, w), seed=seed)
     return train_on_noisy_labels(

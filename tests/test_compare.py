@@ -120,6 +120,35 @@ def test_labels_name_every_differing_field_and_only_where_needed(tmp_path, write
     assert set(df.loc[df["epsilon"] == 0.3, "method"]) == {"dean"}
 
 
+def test_labels_against_a_reference_keep_its_runs_plain(tmp_path, write_record, quick):
+    # a chapter's folder: its preset's grid, plus ablations of one method sharing the folder
+    write_record(tmp_path, 0.9, strategy="dean")
+    write_record(tmp_path, 0.8, strategy="dean", epsilon=0.3)
+    write_record(tmp_path, 0.7, strategy="bald")
+    write_record(tmp_path, 0.6, strategy="dean", strategy_options={"beta": 10.0})
+    write_record(tmp_path, 0.5, strategy="dean", beta_scale=1.0)
+    write_record(tmp_path, 0.4, strategy="dean", epsilon=0.3, noise="pairflip")
+    write_record(tmp_path, 0.3, strategy="dean", epsilon=0.3, beta_scale=1.0, noise="pairflip")
+    df = load_results(tmp_path, reference=quick())
+    by_label = df.groupby(["epsilon", "method"])["test_accuracy"].first().to_dict()
+    assert by_label == {
+        (0.0, "bald"): 0.7,
+        (0.0, "dean"): 0.9,
+        (0.0, 'dean [strategy_options={"beta":10.0}]'): 0.6,
+        (0.0, "dean [beta_scale=1.0]"): 0.5,
+        (0.3, "dean"): 0.8,
+        (0.3, "dean [noise=pairflip]"): 0.4,
+        (0.3, "dean [noise=pairflip, beta_scale=1.0]"): 0.3,
+    }
+    # one label at one noise level, one configuration; the reference changes labels, not rows
+    assert df.groupby(["epsilon", "method"])["config_id"].nunique().eq(1).all()
+    plain = load_results(tmp_path)
+    assert plain.drop(columns="method").equals(df.drop(columns="method"))
+    # a reference of another dataset or seed labels the same way: those are columns
+    other = load_results(tmp_path, reference=quick(seed=7, device="cpu"))
+    assert other["method"].equals(df["method"])
+
+
 def test_a_frame_mixing_configurations_is_refused(tmp_path, write_record):
     write_record(tmp_path / "a", 0.9, strategy="dean")
     write_record(tmp_path / "b", 0.2, strategy="dean", epochs=5)

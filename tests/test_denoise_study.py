@@ -5,16 +5,18 @@ import numpy as np
 import pytest
 import torch
 
+from dean_nb.data import load_dataset
 from dean_nb.denoise import near_identity
 from dean_nb.denoise_study import (
     CHANNEL_VARIANTS,
     EpochRecorder,
     channel_for,
+    run_variant,
     summarise,
     train_on_noisy_labels,
 )
 from dean_nb.models import build_mlp
-from dean_nb.oracle import NoisyOracle, check_channel, symmetric_channel
+from dean_nb.oracle import NoisyOracle, check_channel, pairflip_channel, symmetric_channel
 from dean_nb.training import TrainConfig, train_model
 
 K, DIM, N = 3, 6, 48
@@ -62,6 +64,38 @@ def test_channel_for_every_variant():
     )
     with pytest.raises(ValueError, match="variant"):
         channel_for("learned W", K, 0.3)
+
+
+def test_the_fixed_true_channel_follows_the_oracles_noise():
+    for noise, expected in [
+        ("pairflip", pairflip_channel(K, 0.3)),
+        ("symmetric", symmetric_channel(K, 0.3)),
+        ([[0.5, 0.0, 0.2], [0.5, 1.0, 0.0], [0.0, 0.0, 0.8]], None),
+    ]:
+        fixed = channel_for("W fixed at T", K, 0.3, noise).matrix
+        want = torch.tensor(noise) if expected is None else expected
+        torch.testing.assert_close(fixed, want.float())
+    with pytest.raises(ValueError, match="noise must be one of"):
+        channel_for("W fixed at T", K, 0.3, "pairwise")
+    with pytest.raises(ValueError, match="column"):
+        channel_for("no channel", K, 0.3, [[0.5, 0.5, 0.5]] * 3)  # checked for every variant
+
+
+def _digits_run(**kw):
+    digits = load_dataset("digits")
+    args = dict(labels_per_class=10, validation_size=100, n_mc_samples=2, device="cpu")
+    return run_variant(digits, epochs=2, record_every=2, seed=3, **{**args, **kw})
+
+
+def test_run_variant_under_pairflip_noise():
+    # the default channel is the symmetric one: chapter 4's runs are unchanged
+    default = _digits_run(variant="no channel", epsilon=0.3)
+    symmetric = _digits_run(variant="no channel", epsilon=0.3, noise="symmetric")
+    np.testing.assert_array_equal(default.accuracy, symmetric.accuracy)
+    assert default.flip_rate == symmetric.flip_rate
+    pair = _digits_run(variant="W fixed at T", epsilon=0.3, noise="pairflip")
+    torch.testing.assert_close(pair.channel, pairflip_channel(10, 0.3).float().double())
+    assert 0.2 < pair.flip_rate < 0.4 and 0.2 < default.flip_rate < 0.4  # 100 labels
 
 
 def test_records_every_few_epochs_and_every_w_is_a_channel():

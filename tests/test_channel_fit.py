@@ -1,0 +1,75 @@
+"""How a learned channel matches the true one (``dean_nb.channel_fit``).
+
+Properties: the true channel fits itself exactly and the identity scores the flip rate; a
+symmetric ``W`` against pair-flip ``T`` sits at the chance level of the flip share, with the
+total-variation distance of its formula; mass moved towards ``T``'s flips raises the share
+monotonically; a ``W`` whose flips go the other way scores zero; bad input is refused by name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dean_nb.channel_fit import channel_fit
+from dean_nb.oracle import pairflip_channel, symmetric_channel
+
+K, EPS = 10, 0.3
+
+
+def test_the_true_channel_fits_itself_and_the_identity_scores_the_flip_rate():
+    t = pairflip_channel(K, EPS)
+    fit = channel_fit(t, t)
+    assert fit.tv_distance == pytest.approx(0.0, abs=1e-12)
+    assert fit.flip_share == pytest.approx(1.0)
+    assert fit.columns_matched == 1.0
+    assert fit.tv_identity == pytest.approx(EPS)
+    identity = channel_fit(torch.eye(K), t)
+    assert identity.tv_distance == pytest.approx(EPS)
+    assert math.isnan(identity.flip_share)  # no off-diagonal mass to place
+
+
+def test_a_symmetric_w_against_pairflip_is_at_chance():
+    fit = channel_fit(symmetric_channel(K, EPS), pairflip_channel(K, EPS))
+    assert fit.flip_share == pytest.approx(1 / (K - 1))
+    assert fit.flip_share_uniform == pytest.approx(1 / (K - 1))
+    assert fit.tv_distance == pytest.approx(EPS * (K - 2) / (K - 1))
+
+
+def test_moving_mass_onto_the_true_flips_raises_the_share():
+    t, s = pairflip_channel(K, EPS), symmetric_channel(K, EPS)
+    shares = [channel_fit((1 - a) * s + a * t, t).flip_share for a in (0.0, 0.25, 0.5, 0.9)]
+    assert shares == sorted(shares) and shares[-1] > 0.9
+    dists = [channel_fit((1 - a) * s + a * t, t).tv_distance for a in (0.0, 0.25, 0.5, 0.9)]
+    assert dists == sorted(dists, reverse=True)
+
+
+def test_flips_the_other_way_score_zero():
+    t = pairflip_channel(K, EPS)
+    backwards = pairflip_channel(K, EPS).T.contiguous()  # j -> j - 1: still column-stochastic
+    fit = channel_fit(backwards, t)
+    assert fit.flip_share == 0.0 and fit.columns_matched == 0.0
+    assert fit.tv_distance == pytest.approx(EPS)
+
+
+def test_a_symmetric_true_channel_has_no_single_largest_flip():
+    fit = channel_fit(pairflip_channel(K, EPS), symmetric_channel(K, EPS))
+    assert math.isnan(fit.columns_matched)
+    assert fit.flip_share == 1.0  # every off-diagonal entry is a flip of T
+
+
+@pytest.mark.parametrize(
+    ("learned", "true", "match"),
+    [
+        (torch.full((K, K), 0.2), pairflip_channel(K, EPS), "learned: .*column-stochastic"),
+        (torch.eye(K), -torch.eye(K), "true: .*non-negative|true: .*lie in"),
+        (torch.eye(3), pairflip_channel(K, EPS), "one shape"),
+        (torch.eye(K), torch.eye(K), "true must flip some labels"),
+        (torch.ones(K), torch.eye(K), "learned: .*square"),
+    ],
+)
+def test_bad_input_is_refused_by_name(learned, true, match):
+    with pytest.raises(ValueError, match=match):
+        channel_fit(learned, true)
