@@ -1,0 +1,101 @@
+"""Head-to-head verdicts (``dean_nb.head_to_head``).
+
+Properties: the word follows the sign and size of the gap against the margin; it is tentative
+exactly when few seeds are paired or the gap's 2-standard-error interval reaches a boundary;
+the table has one row per (noise level, budget, rival), in that order, with gaps in points that
+equal the seed-by-seed differences; bad thresholds are refused by name before any work.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from dean_nb.compare import PairedGap
+from dean_nb.head_to_head import HEAD_TO_HEAD_COLUMNS, head_to_head, outcome
+
+
+def gap(mean: float, stderr: float = 0.001, n: int = 5) -> PairedGap:
+    return PairedGap("dean", "x", 0.0, 200, mean, stderr, n, 0)
+
+
+@pytest.mark.parametrize(
+    ("mean", "stderr", "n", "word"),
+    [
+        (0.05, 0.001, 5, "ahead"),
+        (-0.05, 0.001, 5, "behind"),
+        (0.002, 0.001, 5, "tie"),
+        (0.010, 0.0, 5, "ahead"),  # exactly the margin counts
+        (-0.010, 0.0, 5, "behind"),
+        (0.015, 0.003, 5, "ahead (tentative)"),  # 0.015 - 2 * 0.003 < 0.01
+        (0.015, 0.002, 5, "ahead"),  # 0.011 > 0.01
+        (0.000, 0.006, 5, "tie (tentative)"),  # reaches both boundaries
+        (-0.03, 0.005, 5, "behind"),  # the interval ends at -0.02
+        (0.05, 0.001, 2, "ahead (tentative)"),  # too few seeds
+        (0.05, math.nan, 1, "ahead (tentative)"),
+        (math.nan, math.nan, 0, "not measured"),
+    ],
+)
+def test_outcome_words(mean, stderr, n, word):
+    assert outcome(gap(mean, stderr, n), 0.01) == word
+
+
+def test_a_zero_margin_has_no_ties_but_exact_zeros():
+    assert outcome(gap(1e-9), 0.0) == "ahead (tentative)"  # 2 s.e. reach below 0
+    assert outcome(gap(0.0, 0.0), 0.0) == "ahead"
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"margin": -0.1}, "margin"),
+        ({"margin": 1.0}, "margin"),
+        ({"margin": 0.01, "min_seeds": 0}, "min_seeds"),
+        ({"margin": 0.01, "n_stderr": -1.0}, "n_stderr"),
+        ({"margin": 0.01, "n_stderr": math.inf}, "n_stderr"),
+    ],
+)
+def test_bad_thresholds_are_refused_by_name(kw, match):
+    with pytest.raises(ValueError, match=match):
+        outcome(gap(0.0), **kw)
+    frame = pd.DataFrame(columns=["epsilon", "n_acquired", "seed", "method", "test_accuracy"])
+    with pytest.raises(ValueError, match=match):
+        head_to_head(frame, "dean", ["bald"], epsilons=[0.0], acquired=[200], **kw)
+
+
+def _frame() -> pd.DataFrame:
+    rows = []
+    for seed in range(4):
+        for eps in (0.0, 0.3):
+            for n_acq, base in ((200, 0.70), (1000, 0.80)):
+                rows += [
+                    (eps, n_acq, seed, "dean", base + 0.02 + 0.001 * seed),
+                    (eps, n_acq, seed, "bald", base),
+                    (eps, n_acq, seed, "random", base + 0.005 * (seed % 2)),
+                ]
+    return pd.DataFrame(rows, columns=["epsilon", "n_acquired", "seed", "method", "test_accuracy"])
+
+
+def test_the_table_has_a_row_per_point_and_rival_with_the_paired_gaps():
+    df = _frame()
+    table = head_to_head(
+        df,
+        "dean",
+        ["bald", "random", "badge"],
+        epsilons=[0.0, 0.3],
+        acquired=[200, 1000],
+        margin=0.01,
+    )
+    assert list(table.columns) == list(HEAD_TO_HEAD_COLUMNS)
+    assert len(table) == 2 * 2 * 3
+    assert list(table["rival"][:3]) == ["bald", "random", "badge"]
+    assert list(table["ε"][::6]) == [0.0, 0.3] and list(table["acquired"][:6:3]) == [200, 1000]
+    bald = table[table["rival"] == "bald"]
+    assert bald["gap"].to_numpy() == pytest.approx([2.15] * 4)  # 2 points + 0.1 * mean seed
+    assert (bald["better"] == 4).all() and (bald["seeds"] == 4).all()
+    assert (bald["verdict"] == "ahead").all()
+    assert (table[table["rival"] == "badge"]["verdict"] == "not measured").all()
+    with pytest.raises(ValueError, match="rivals"):
+        head_to_head(df, "dean", [], epsilons=[0.0], acquired=[200], margin=0.01)
