@@ -13,8 +13,10 @@ import math
 import pytest
 import torch
 
-from dean_nb.channel_fit import channel_fit
+from dean_nb.channel_fit import channel_fit, fit_table
+from dean_nb.config import ExperimentConfig
 from dean_nb.oracle import pairflip_channel, symmetric_channel
+from dean_nb.records import RunResult, StepRecord
 
 K, EPS = 10, 0.3
 
@@ -54,6 +56,14 @@ def test_flips_the_other_way_score_zero():
     assert fit.tv_distance == pytest.approx(EPS)
 
 
+def test_a_noise_free_true_channel_has_no_structure_to_find():
+    w = symmetric_channel(K, 0.2)
+    fit = channel_fit(w, torch.eye(K))
+    assert math.isnan(fit.flip_share) and math.isnan(fit.flip_share_uniform)
+    assert math.isnan(fit.columns_matched)
+    assert fit.tv_distance == pytest.approx(0.2) and fit.tv_identity == 0.0
+
+
 def test_a_symmetric_true_channel_has_no_single_largest_flip():
     fit = channel_fit(pairflip_channel(K, EPS), symmetric_channel(K, EPS))
     assert math.isnan(fit.columns_matched)
@@ -66,10 +76,37 @@ def test_a_symmetric_true_channel_has_no_single_largest_flip():
         (torch.full((K, K), 0.2), pairflip_channel(K, EPS), "learned: .*column-stochastic"),
         (torch.eye(K), -torch.eye(K), "true: .*non-negative|true: .*lie in"),
         (torch.eye(3), pairflip_channel(K, EPS), "one shape"),
-        (torch.eye(K), torch.eye(K), "true must flip some labels"),
         (torch.ones(K), torch.eye(K), "learned: .*square"),
     ],
 )
 def test_bad_input_is_refused_by_name(learned, true, match):
     with pytest.raises(ValueError, match=match):
         channel_fit(learned, true)
+
+
+def test_fit_table_reads_the_last_learned_channel_of_each_run():
+    t = pairflip_channel(K, EPS)
+    w_first, w_last = symmetric_channel(K, EPS), (t + symmetric_channel(K, EPS)) / 2
+
+    def run(denoise: bool, seed: int) -> RunResult:
+        config = ExperimentConfig.preset(
+            "digits", "quick", noise="pairflip", epsilon=EPS, denoise=denoise, seed=seed
+        )
+        steps = [
+            StepRecord(
+                step=n,
+                n_labels=20 * (n + 1),
+                test_accuracy=0.5,
+                sigma=0.3,
+                channel=w.tolist() if denoise else None,
+            )
+            for n, w in enumerate((w_first, w_last))
+        ]
+        return RunResult(config=config, steps=steps, true_channel=t.tolist())
+
+    table = fit_table([run(True, 0), run(False, 0), run(True, 1)])
+    assert list(table["seed"]) == [0, 1]  # the run without a layer is left out
+    assert set(table["method"]) == {"dean+denoise"} and set(table["noise"]) == {"pairflip"}
+    expected = channel_fit(w_last, t)
+    assert table["flip_share"].tolist() == pytest.approx([expected.flip_share] * 2)
+    assert table["tv_distance"].tolist() == pytest.approx([expected.tv_distance] * 2)

@@ -13,6 +13,8 @@ state and nothing is shown: a notebook displays the returned figure, a script sa
 - :func:`uncertainty_curves`: the model uncertainty sigma per step, with and without
   denoising (the paper's Table 1 and Fig. 7, 10).
 - :func:`claim_gaps`: the paper's claims as gaps, the paper's MNIST beside ours (chapter 6).
+- :func:`head_to_head_gaps`, :func:`batch_information`: one method's paired gaps against its
+  rivals, and a BatchBALD batch's information against its size and ``log T`` (chapter 7).
 - :func:`image_grid`, :func:`noisy_label_examples`: images with their labels (chapter 1).
 - :func:`mc_passes`, :func:`entropy_decomposition`, :func:`sigma_against_labels`,
   :func:`top_pick_shares`, :func:`score_grid`, :func:`bald_stability`: MC-dropout passes, the
@@ -31,6 +33,7 @@ so it is shown at its own size, and no text smaller than :data:`MIN_FONT` points
 of panels are stacked into grids of at most two or three columns.
 """
 
+from .comparisons import batch_information, head_to_head_gaps
 from .illustrations import (
     bald_stability,
     beta_maps,
@@ -59,6 +62,7 @@ __all__ = [
     "MAX_WIDTH",
     "MIN_FONT",
     "bald_stability",
+    "batch_information",
     "beta_maps",
     "channel_heatmaps",
     "claim_gaps",
@@ -66,6 +70,7 @@ __all__ = [
     "distance_histograms",
     "diversity_panels",
     "entropy_decomposition",
+    "head_to_head_gaps",
     "image_grid",
     "information_curve",
     "learning_curves",

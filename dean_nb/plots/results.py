@@ -37,6 +37,7 @@ def _band_panels(
     height: float,
     by: str = "epsilon",
     ncols: int = 2,
+    styles: dict[str, dict] | None = None,
 ) -> Figure:
     if by not in ("epsilon", "strategy"):
         raise ValueError(f"by must be 'epsilon' or 'strategy', got {by!r}")
@@ -63,7 +64,7 @@ def _band_panels(
             xs = stats.index.to_numpy(dtype=float)
             mean = stats["mean"].to_numpy(dtype=float) * scale
             std = np.nan_to_num(stats["std"].to_numpy(dtype=float)) * scale
-            style = method_style(method)
+            style = {**method_style(method), **(styles or {}).get(method, {})}
             n = int(stats["count"].min())
             ax.plot(xs, mean, label=f"{method} (n={n})", **style)
             ax.fill_between(xs, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
@@ -104,6 +105,7 @@ def learning_curves(
     height: float = 2.6,
     by: str = "epsilon",
     ncols: int = 2,
+    styles: dict[str, dict] | None = None,
 ) -> Figure:
     """Test accuracy vs labels: mean +/- std over seeds per method, one panel per epsilon.
 
@@ -120,6 +122,8 @@ def learning_curves(
             panel per strategy with its ``+denoise`` twin, like the paper's Fig. 3; pass a
             frame of one noise level).
         ncols: panels per row; a spare cell of the grid holds the legend.
+        styles: matplotlib line options per method, over :func:`method_style`'s (e.g.
+            ``{"dean [beta=10]": {"color": "0.4", "linestyle": ":"}}``).
 
     Returns:
         A figure with one axes per noise level (or strategy), sharing the y axis; the
@@ -139,6 +143,7 @@ def learning_curves(
         height,
         by,
         ncols,
+        styles,
     )
 
 

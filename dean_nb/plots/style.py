@@ -39,7 +39,10 @@ FONT = 10.0  # default text: titles, labels, ticks
 SMALL = 9.0  # legends, annotations
 
 # One colour per strategy (tab10 order), whatever subset of strategies a frame holds.
-_STRATEGY_ORDER = ("dean", "random", "bald", "entropy", "coreset", "batchbald")
+_STRATEGY_ORDER = (
+    *("dean", "random", "bald", "entropy", "coreset", "batchbald"),
+    *("power-bald", "softmax-bald", "badge", "power-entropy"),
+)
 _PALETTE = (
     "#d62728",  # dean: red
     "#7f7f7f",  # random: grey
@@ -47,11 +50,13 @@ _PALETTE = (
     "#2ca02c",  # entropy: green
     "#9467bd",  # coreset: purple
     "#ff7f0e",  # batchbald: orange
-    "#8c564b",
-    "#e377c2",
-    "#bcbd22",
-    "#17becf",
+    "#8c564b",  # power-bald: brown
+    "#e377c2",  # softmax-bald: pink
+    "#17becf",  # badge: cyan
+    "#bcbd22",  # power-entropy: olive
 )
+# Strategies registered later, or labels a chapter makes up: a stable colour from the name.
+_SPARE = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
 
 
 def method_style(method: str) -> dict[str, Any]:
@@ -60,8 +65,8 @@ def method_style(method: str) -> dict[str, Any]:
     strategy, _, suffix = method.partition("+")
     if strategy in _STRATEGY_ORDER:
         colour = _PALETTE[_STRATEGY_ORDER.index(strategy)]
-    else:  # a strategy registered later: a stable colour from its name
-        colour = _PALETTE[len(_STRATEGY_ORDER) + sum(map(ord, strategy)) % 4]
+    else:
+        colour = _SPARE[sum(map(ord, strategy)) % len(_SPARE)]
     return {"color": colour, "linestyle": "--" if suffix else "-", "marker": "o", "markersize": 3}
 
 
