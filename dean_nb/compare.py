@@ -50,6 +50,7 @@ __all__ = [
     "config_id",
     "format_claims",
     "format_summary",
+    "label_against",
     "load_results",
     "paired_gap",
     "paper_claims",
@@ -119,28 +120,23 @@ def _show(name: str, field_value: Any) -> str:
 _COLUMN_FIELDS = ("dataset", "strategy", "denoise", "epsilon")
 
 
-def _labels_against(
-    configs: dict[str, ExperimentConfig], reference: ExperimentConfig
-) -> dict[str, str]:
-    """``config_id -> method label``: the method name for a run of ``reference``'s protocol,
-    else the name with the fields in which it differs from ``reference``, ``dean [epochs=5]``."""
-    ref = dataclasses.asdict(reference)
-    compared = [
+def label_against(config: ExperimentConfig, reference: ExperimentConfig) -> str:
+    """The method label of ``config``'s runs in :func:`load_results` with ``reference``.
+
+    The method name (``dean``, ``bald+denoise``) when ``config`` differs from ``reference``
+    only in the grid's axes (strategy, denoise, epsilon, seed) and where it runs, else the name
+    with the fields that differ and their values: ``dean [beta_scale=1.0]``,
+    ``dean [strategy_options={"beta":10}]``, ``dean [noise=pairflip]``.
+    """
+    values, ref = dataclasses.asdict(config), dataclasses.asdict(reference)
+    differing = [
         f.name
         for f in dataclasses.fields(ExperimentConfig)
         if f.name not in _REPEAT_FIELDS + _COLUMN_FIELDS
+        and json.dumps(values[f.name], sort_keys=True) != json.dumps(ref[f.name], sort_keys=True)
     ]
-    labels: dict[str, str] = {}
-    for cid, cfg in configs.items():
-        values = dataclasses.asdict(cfg)
-        differing = [
-            name
-            for name in compared
-            if json.dumps(values[name], sort_keys=True) != json.dumps(ref[name], sort_keys=True)
-        ]
-        shown = ", ".join(f"{name}={_show(name, values[name])}" for name in differing)
-        labels[cid] = f"{cfg.method} [{shown}]" if differing else cfg.method
-    return labels
+    shown = ", ".join(f"{name}={_show(name, values[name])}" for name in differing)
+    return f"{config.method} [{shown}]" if differing else config.method
 
 
 def _method_labels(
@@ -148,9 +144,9 @@ def _method_labels(
 ) -> dict[str, str]:
     """``config_id -> method label``: the method name, or, where one (dataset, method, epsilon)
     has several configurations, the name with the fields that differ, ``dean [epochs=5]``.
-    With a ``reference``, every label is relative to it instead (:func:`_labels_against`)."""
+    With a ``reference``, every label is relative to it instead (:func:`label_against`)."""
     if reference is not None:
-        return _labels_against(configs, reference)
+        return {cid: label_against(cfg, reference) for cid, cfg in configs.items()}
     groups: dict[tuple[str, str, float], list[str]] = {}
     for cid, cfg in configs.items():
         groups.setdefault((cfg.dataset, cfg.method, cfg.epsilon), []).append(cid)

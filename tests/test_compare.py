@@ -144,6 +144,14 @@ def test_labels_against_a_reference_keep_its_runs_plain(tmp_path, write_record, 
     assert df.groupby(["epsilon", "method"])["config_id"].nunique().eq(1).all()
     plain = load_results(tmp_path)
     assert plain.drop(columns="method").equals(df.drop(columns="method"))
+    # label_against names a configuration as the frame will, before any run exists
+    ref = quick()
+    assert compare.label_against(quick(strategy="dean", beta_scale=1.0), ref) == (
+        "dean [beta_scale=1.0]"
+    )
+    assert compare.label_against(quick(strategy="bald", epsilon=0.3, denoise=True), ref) == (
+        "bald+denoise"
+    )
     # a reference of another dataset or seed labels the same way: those are columns
     other = load_results(tmp_path, reference=quick(seed=7, device="cpu"))
     assert other["method"].equals(df["method"])
