@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from .compare import PairedGap, paired_gap
 from .validation import check_columns, check_float_range, check_int_range
 
-__all__ = ["HEAD_TO_HEAD_COLUMNS", "OUTCOMES", "head_to_head", "outcome"]
+__all__ = ["HEAD_TO_HEAD_COLUMNS", "OUTCOMES", "format_table", "head_to_head", "outcome"]
 
 #: The words of :func:`outcome` (before any ``" (tentative)"``).
 OUTCOMES = ("ahead", "tie", "behind", "not measured")
@@ -127,3 +127,27 @@ def head_to_head(
                     }
                 )
     return pd.DataFrame(rows, columns=list(HEAD_TO_HEAD_COLUMNS))
+
+
+def format_table(table):
+    """Text view of :func:`head_to_head`: ``ε, acquired, rival, points, better, verdict``.
+
+    ``points`` is ``"+1.0 ± 0.3"`` (the gap and its standard error in accuracy points, ``±
+    nan`` for one seed) and ``better`` is ``k/n``: the judged method scored higher on k of the
+    n paired seeds.
+    """
+    import pandas as pd
+
+    check_columns(table, HEAD_TO_HEAD_COLUMNS)
+    points = [f"{g:+.1f} ± {s:.1f}" for g, s in zip(table["gap"], table["stderr"], strict=True)]
+    better = [f"{b}/{n}" for b, n in zip(table["better"], table["seeds"], strict=True)]
+    return pd.DataFrame(
+        {
+            "ε": table["ε"],
+            "acquired": table["acquired"],
+            "rival": table["rival"],
+            "points": points,
+            "better": better,
+            "verdict": table["verdict"],
+        }
+    )

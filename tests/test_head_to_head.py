@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dean_nb.compare import PairedGap
-from dean_nb.head_to_head import HEAD_TO_HEAD_COLUMNS, head_to_head, outcome
+from dean_nb.head_to_head import HEAD_TO_HEAD_COLUMNS, format_table, head_to_head, outcome
 
 
 def gap(mean: float, stderr: float = 0.001, n: int = 5) -> PairedGap:
@@ -99,3 +99,9 @@ def test_the_table_has_a_row_per_point_and_rival_with_the_paired_gaps():
     assert (table[table["rival"] == "badge"]["verdict"] == "not measured").all()
     with pytest.raises(ValueError, match="rivals"):
         head_to_head(df, "dean", [], epsilons=[0.0], acquired=[200], margin=0.01)
+    text = format_table(table)
+    assert list(text.columns) == ["ε", "acquired", "rival", "points", "better", "verdict"]
+    gap_text, _, se_text = text["points"].iloc[0].partition(" ± ")
+    assert float(gap_text) == pytest.approx(2.15, abs=0.051) and se_text == "0.1"
+    assert text["better"].iloc[0] == "4/4"
+    assert text["points"].iloc[2] == "+nan ± nan" and text["better"].iloc[2] == "0/0"

@@ -41,7 +41,7 @@ def head_to_head_gaps(
     points = list(dict.fromkeys(zip(table["ε"], table["acquired"], strict=True)))
     rivals = list(dict.fromkeys(table["rival"]))
     height = 0.9 + row_height * len(rivals)
-    fig, axes, spare = panel_grid(len(points), 2, panel_width, height)
+    fig, axes, spare = panel_grid(len(points), 2, panel_width, height, sharey=False)
     for ax in spare:
         ax.set_axis_off()
     y = np.arange(len(rivals))
@@ -72,6 +72,8 @@ def head_to_head_gaps(
                 va="center",
                 fontsize=SMALL,
             )
+        low, high = ax.get_xlim()
+        ax.set_xlim(low, high + 0.15 * (high - low))  # room for the k/n labels
         ax.set_title(f"ε = {eps:g}, {acquired} acquired", fontsize=FONT)
         ax.set_yticks(y, rivals if n % 2 == 0 else [""] * len(rivals), fontsize=SMALL)
         ax.set_ylim(len(rivals) - 0.5, -0.5)

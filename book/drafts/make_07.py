@@ -1,0 +1,493 @@
+"""Writes the draft of chapter 7 (07_stochastic_baselines.ipynb) from the cells below.
+
+A draft until its grid is complete: run `python book/drafts/make_07.py`, then execute the
+notebook (OMP_NUM_THREADS=1 jupyter execute --inplace ...). The discussion cells marked DRAFT
+are written once the records are in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).parent
+cells = []
+
+
+def md(text: str) -> None:
+    cells.append(nbf.v4.new_markdown_cell(text.strip("\n")))
+
+
+def code(text: str, *tags: str) -> None:
+    cell = nbf.v4.new_code_cell(text.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    cells.append(cell)
+
+
+md(r"""
+# DeAn and the stochastic baselines
+
+DeAn {cite:p}`gupta2019dean` fills a batch by sampling: it draws a cluster centroid in
+proportion to its BALD score, then an image near it with a weight $e^{-\beta d}$ that the
+model's own uncertainty sets. Since 2019 two simpler ideas have become the baselines that a
+batch method has to beat:
+
+- **Stochastic batch acquisition** {cite:p}`kirsch2023stochastic` draws the whole batch from
+  the pool without replacement, with probability proportional to a power of the score
+  (*power-BALD*: $p_i \propto \mathrm{BALD}_i^{\,\beta}$) or to its exponential (*softmax-BALD*:
+  $p_i \propto e^{\beta\, \mathrm{BALD}_i}$). There are no clusters and no schedule, and it
+  costs what BALD costs.
+- **BADGE** {cite:p}`ash2020badge` seeds k-means++ on the gradient of the loss with respect to
+  the last layer: large gradients mark uncertain images, spread-out gradients mark different
+  ones.
+
+Next to them stand the two baselines the paper already had, top-$b$ BALD and BatchBALD
+{cite:p}`kirsch2019batchbald`. DeAn adds two things to score-proportional sampling: a
+temperature that *follows* the model's uncertainty (annealing), and sampling *around*
+$\sqrt{\mathrm{JS}}$ clusters rather than over the raw scores. This chapter asks whether each
+pays, on the Fashion-MNIST protocol of the previous chapter, with one computed verdict per
+question:
+
+1. **Does annealing pay?** DeAn against itself with a fixed $\beta$.
+2. **Does DeAn beat the simple stochastic baselines?** DeAn against power-BALD, softmax-BALD,
+   BADGE, BatchBALD and BALD, early (200 acquired labels) and late (1,000).
+3. **Is the cold start a matter of scale?** DeAn with the temperature's scale at 1/16, 1/4
+   (the paper) and 1.
+4. **What about a labeller who confuses neighbouring classes?** Pair-flip noise, with and
+   without the denoising layer: does the layer learn where the flips go?
+""")
+
+code(
+    r"""
+# Parameters of this chapter: change them here, then run every cell again.
+DATASET = "fashion-mnist"  # the data set of the records
+PRESET = "medium"  # the preset the records were made with
+RESULTS = "results/fashion-mnist"  # folder of run records, relative to book/
+EARLY, LATE = 200, 1000  # acquired labels at which the questions are judged
+NOISY_EPSILON = 0.3  # the noise level of the noisy comparisons
+MARGIN = 0.01  # one accuracy point: a smaller gap counts as a tie
+FIXED_BETAS = (10, 100, 1000)  # DeAn with annealing off
+BETA_SCALES = (0.0625, 0.25, 1.0)  # the scale l of beta = l (e^(1/sigma) - 1)
+DEMO_DATASET, DEMO_PICKS = "digits", 40  # the BatchBALD demonstration
+""",
+    "parameters",
+)
+
+code(
+    r"""
+# Setup: in Colab, install the book's package from its repository; everywhere,
+# pick the device.
+import subprocess
+import sys
+
+REPO_URL = "https://github.com/dean-nb/dean-nb"
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "-q", f"git+{REPO_URL}"]
+    subprocess.run(pip, check=True)
+
+%matplotlib inline
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+from IPython.display import display
+
+import dean_nb
+from dean_nb import (
+    batchbald,
+    channel_fit,
+    compare,
+    data,
+    experiment,
+    head_to_head,
+    plots,
+    scoring,
+    strategies,
+    tables,
+)
+from dean_nb.runtime import default_device
+
+device = default_device()
+print(f"dean_nb {dean_nb.__version__} | torch {torch.__version__} | {device}")
+""",
+    "nbval-ignore-output",
+    "hide-input",
+)
+
+md(r"""
+## Five ways to spend a batch
+
+Every strategy below is one entry of the package's registry, `strategies.get(name)`, with its
+options as fields. The stochastic ones take the step's random generator, so a seed fixes the
+batch.
+""")
+
+code(r"""
+LATER = ("power-bald", "softmax-bald", "badge", "batchbald", "bald", "dean")
+rows = []
+for name in LATER:
+    strategy = strategies.get(name)
+    doc = type(strategy).__doc__.strip().splitlines()[0]
+    rows.append({"strategy": name, "what it does": doc[:72]})
+display(pd.DataFrame(rows).set_index("strategy"))
+""")
+
+md(r"""
+Power- and softmax-BALD differ in how they treat small scores. A power keeps the *ratios* of the
+scores: with $\beta = 1$ an image with half the BALD score is drawn half as often, however small
+the scores are. An exponential keeps the *differences*: BALD scores lie between 0 and
+$\log K \approx 2.3$ nats, so $e^{\beta\,\mathrm{BALD}}$ with $\beta = 1$ is close to uniform, and
+softmax-BALD behaves much like random sampling unless $\beta$ is large. We use $\beta = 1$ for
+both, the default of baal's implementation; the package draws a batch by Gumbel-top-$k$ in log
+space, which is exactly sampling without replacement in proportion to the weights.
+""")
+
+md(r"""
+## BatchBALD at a batch of 200
+
+BatchBALD picks images greedily to maximise the mutual information between the batch's labels
+and the model's weights, estimated from $T$ MC-dropout passes with one dropout mask per pass
+(consistent masks, chapter 2). But $T$ passes are $T$ sampled networks, and the labels of a
+batch can tell them apart by at most $\log T$ nats: once the batch's information reaches
+$\log T$, every further image adds nothing the estimate can see, and the greedy choice is
+decided by the estimator's noise. The next cells show this on the small digits model of
+chapter 2, with $T = 20$ (the `medium` preset's value) and $T = 100$ (the paper's).
+""")
+
+code(r"""
+demo = experiment.ExperimentConfig.preset(DEMO_DATASET, "quick")
+ds = data.load_dataset(DEMO_DATASET)
+K = ds.num_classes
+split = data.make_split(ds.y_train, K, demo.initial_per_class, 100, demo.seed)
+x0, y0 = ds.x_train[split.initial], ds.y_train[split.initial]
+with experiment.torch_threads(demo.num_threads):
+    model, _ = experiment.train_step_model(
+        demo, x0, y0, K, step=0, device=device
+    )
+x_pool = ds.x_train[split.pool]
+""")
+
+code(
+    r"""
+information = {}  # T -> the batch's BatchBALD value after each pick (nats)
+for T in (20, 100):
+    probs_T_N_K = scoring.mc_dropout_probs(
+        model, x_pool, T, generator=0, masks="consistent"
+    )
+    top = torch.topk(scoring.bald(probs_T_N_K), 200).indices  # candidates
+    gen = torch.Generator().manual_seed(0)
+    _, information[T] = batchbald.batchbald_indices(
+        probs_T_N_K[:, top], DEMO_PICKS, generator=gen
+    )
+""",
+    "nbval-ignore-output",
+)
+
+code(
+    r"""
+title = f"BatchBALD on the {DEMO_DATASET} step-0 model"
+display(plots.batch_information(information, title=title))
+""",
+    "nbval-ignore-output",
+)
+
+code(
+    r"""
+for T, values in information.items():
+    at = values.tolist()
+    print(f"T = {T:3d}: after 10 picks {at[9]:.2f} nats, after {DEMO_PICKS} "
+          f"{at[-1]:.2f} (log T = {math.log(T):.2f})")
+""",
+    "nbval-ignore-output",
+)
+
+code(
+    r"""
+# What the prose says: with T = 20 the batch reaches its ceiling within the
+# demonstration's picks, and more passes raise the ceiling.
+assert information[20][-1] > 0.8 * math.log(20)
+assert information[100][-1] > math.log(20)
+""",
+    "remove-input",
+)
+
+md(r"""
+With $T = 20$ the batch's information is at its ceiling after a few dozen picks; a `medium`
+batch has 200. The exact joint information can never exceed $\log T$; the sampled estimate
+that BatchBALD needs beyond a handful of picks (the exact one has $K^n$ terms) can, and the
+picks it makes there follow its errors. So in our grid BatchBALD spends most of each batch out
+of its regime: we run it anyway, because that is what a reader running it at this batch size
+gets, but a fair test of BatchBALD would use small batches or many more passes, as its authors
+do. It is also the slowest strategy by far (its 200 greedy steps each score 2,000 candidates).
+""")
+
+md(r"""
+## The records
+
+The runs share the folder of chapter 6: the same preset, the same seeds and initial sets, so
+DeAn, BALD and random sampling at $\varepsilon = 0$ and $0.3$ are the very runs of that chapter.
+The grid of this chapter adds five commands, run from the repository root:
+
+```bash
+R="python -m dean_nb run --dataset fashion-mnist --preset medium --seeds 0-4 \
+    --out book/results/fashion-mnist --workers 2"
+$R --strategies power-bald,softmax-bald,badge,batchbald --epsilons 0,0.3
+for b in 10 100 1000; do
+  $R --strategies dean --epsilons 0,0.3 --override "strategy_options={\"beta\": $b}"
+done
+for s in 0.0625 1; do $R --strategies dean --epsilons 0 --override beta_scale=$s; done
+$R --noise pairflip --epsilons 0.3 --strategies \
+    random,bald,dean,power-bald,random+denoise,bald+denoise,dean+denoise,power-bald+denoise
+```
+
+That is 120 runs: about 0.05 CPU hours each at two workers on our machine, except BatchBALD's,
+which take about four times as long, so about 7 CPU hours in all. Every run is labelled against
+the preset: a run of the preset keeps its plain name, any other carries the fields in which it
+differs (`compare.label_against`), so nothing is averaged across configurations.
+""")
+
+code(
+    r"""
+config = experiment.ExperimentConfig.preset(DATASET, PRESET)
+folder = Path(RESULTS)
+if not folder.is_dir() and "google.colab" in sys.modules:
+    clone = ["git", "clone", "-q", "--depth", "1", REPO_URL, "/content/dean-nb"]
+    subprocess.run(clone, check=True)
+    folder = Path("/content/dean-nb/book") / RESULTS
+assert folder.is_dir(), f"this chapter needs the run records in book/{RESULTS}"
+""",
+    "hide-input",
+)
+
+code(r"""
+def label(**fields):
+    # the method label of a configuration of this chapter
+    return compare.label_against(config.replace(**fields), config)
+
+
+FIXED = {
+    label(strategy_options={"beta": b}): f"dean, β = {b}" for b in FIXED_BETAS
+}
+SCALED = {  # the preset's own scale is plain "dean"
+    label(beta_scale=s): f"dean, scale {s:g}"
+    for s in BETA_SCALES
+    if s != config.beta_scale
+}
+NAMES = {**FIXED, **SCALED}
+""")
+
+code(r"""
+df = experiment.load_results(folder, reference=config)
+df = df[df["dataset"] == DATASET]
+df["method"] = df["method"].replace(NAMES)
+symmetric = df[~df["method"].str.contains("noise=")]
+pair_ref = config.replace(noise="pairflip")
+print(f"{df['run'].nunique()} run records in {folder}/")
+""")
+
+code(r"""
+seeds = tables.seeds_per_method(symmetric)
+print("seeds per method and noise level:")
+display(seeds.T)
+""")
+
+md(r"""
+## 1. Does annealing pay?
+
+With annealing off, DeAn samples around the same centroids with one $\beta$ from the first batch
+to the last. The annealed DeAn of the paper starts near $\beta \approx 50$ on our models and ends
+in the hundreds or thousands without noise, and around 30 with 30% noise (chapter 6), so
+$\beta = 10, 100, 1000$ bracket it. If one fixed $\beta$ does as well everywhere, the schedule
+is not what makes DeAn work.
+""")
+
+code(r"""
+fixed = list(FIXED.values())
+annealing = head_to_head.head_to_head(
+    symmetric, "dean", fixed, epsilons=(0.0, NOISY_EPSILON),
+    acquired=(EARLY, LATE), margin=MARGIN,
+)
+display(head_to_head.format_table(annealing))
+""")
+
+code(
+    r"""
+title = "annealed DeAn − fixed β"
+display(plots.head_to_head_gaps(annealing, MARGIN, title=title))
+""",
+    "nbval-ignore-output",
+)
+
+code(
+    r"""
+shown = ["dean", *fixed, "random"]
+curves = symmetric[symmetric["method"].isin(shown)]
+title = "DeAn, annealed or not"
+display(plots.learning_curves(curves, methods=shown, title=title))
+""",
+    "nbval-ignore-output",
+)
+
+md(r"""
+DRAFT: the discussion of question 1, written from the full grid.
+""")
+
+md(r"""
+## 2. DeAn against the stochastic baselines
+
+The same paired comparison, DeAn against each later baseline, without noise and at
+$\varepsilon = 0.3$.
+""")
+
+code(r"""
+RIVALS = ["power-bald", "softmax-bald", "badge", "batchbald", "bald", "random"]
+rivals = head_to_head.head_to_head(
+    symmetric, "dean", RIVALS, epsilons=(0.0, NOISY_EPSILON),
+    acquired=(EARLY, LATE), margin=MARGIN,
+)
+display(head_to_head.format_table(rivals))
+""")
+
+code(
+    r"""
+display(plots.head_to_head_gaps(rivals, MARGIN, title="DeAn − rival"))
+""",
+    "nbval-ignore-output",
+)
+
+code(
+    r"""
+shown = ["dean", *RIVALS]
+curves = symmetric[symmetric["method"].isin(shown)]
+title = "DeAn and the baselines"
+display(plots.learning_curves(curves, methods=shown, title=title))
+""",
+    "nbval-ignore-output",
+)
+
+md(r"""
+DRAFT: the discussion of question 2, written from the full grid.
+""")
+
+md(r"""
+## 3. The cold start and the temperature's scale
+
+Chapter 6 found that DeAn's first batch trails random sampling without noise, because our first
+models are surer of themselves than the paper's and $\beta_0 = (e^{1/\sigma_0} - 1)/4$ is
+exponential in $1/\sigma_0$. Scaling the temperature is the simplest remedy: $l = 1/16$ divides
+every $\beta$ by four, $l = 1$ multiplies it by four.
+""")
+
+code(r"""
+preset_scale = f"dean, scale {config.beta_scale:g}"
+cold = symmetric.replace({"method": {"dean": preset_scale}})
+scales = [f"dean, scale {s:g}" for s in BETA_SCALES]
+first_beta = (
+    cold[cold["method"].isin(scales) & (cold["step"] == 0)]
+    .groupby("method")["beta"].median().reindex(scales)
+)
+print("median beta of the first selection:")
+print(first_beta.round(1).to_string())
+""")
+
+code(r"""
+points = {"epsilons": (0.0,), "acquired": (EARLY, LATE), "margin": MARGIN}
+gaps_to_random = pd.concat(
+    head_to_head.head_to_head(cold, s, ["random"], **points).assign(scale=s)
+    for s in scales
+)
+shown = ["gap", "stderr", "better", "verdict"]
+display(gaps_to_random.set_index(["scale", "acquired"])[shown].round(2))
+""")
+
+md(r"""
+DRAFT: the discussion of question 3, written from the full grid.
+""")
+
+md(r"""
+## 4. A labeller who confuses neighbouring classes
+
+The symmetric channel of the paper spreads a wrong label evenly over the other classes. Real
+labellers confuse *similar* classes; on Fashion-MNIST a shirt is called a T-shirt, a pullover a
+coat. The pair-flip channel is the simplest such labeller: class $j$ is answered as $j + 1$
+(mod 10) with probability $\varepsilon$ and correctly otherwise. It has the same flip rate as the
+symmetric channel at the same $\varepsilon$, but all of a class's errors go to one place, which
+is exactly the structure the denoising layer's $K \times K$ matrix $W$ can represent.
+""")
+
+code(r"""
+pair = experiment.load_results(folder, reference=pair_ref)
+pair = pair[(pair["dataset"] == DATASET) & ~pair["method"].str.contains(r"\[")]
+PAIR_STRATEGIES = ["random", "bald", "dean", "power-bald"]
+gains = tables.denoising_gains(pair, PAIR_STRATEGIES, NOISY_EPSILON, LATE)
+print(f"pair-flip, ε = {NOISY_EPSILON:g}, {LATE} acquired:")
+print("each strategy with and without the layer")
+display(gains.round(2))
+""")
+
+code(
+    r"""
+title = f"pair-flip noise, ε = {NOISY_EPSILON:g}"
+display(plots.learning_curves(pair, by="strategy", title=title))
+""",
+    "nbval-ignore-output",
+)
+
+code(r"""
+stems = pair["run"].unique()
+runs = [experiment.load_run(folder / f"{stem}.json") for stem in stems]
+fits = channel_fit.fit_table(runs)  # one row per run with a learned W
+measures = fits.columns[4:]  # tv_distance, ..., columns_matched
+fit_means = fits.groupby("method")[measures].mean()
+display(fit_means.round(3))
+""")
+
+code(
+    r"""
+dean_runs = [r for r in runs if r.config.method == "dean+denoise"]
+mean_w = torch.tensor([r.steps[-1].channel for r in dean_runs]).mean(0)
+true_t = torch.tensor(dean_runs[0].true_channel)
+titles = ("oracle channel T (pair-flip)", "W learned by dean+denoise")
+display(plots.channel_heatmaps(true_t, mean_w, titles=titles))
+""",
+    "nbval-ignore-output",
+)
+
+md(r"""
+DRAFT: the discussion of question 4, written from the full grid.
+""")
+
+md(r"""
+## Summary
+
+DRAFT: one line per question, each with its computed verdict.
+
+## Exercises
+
+1. Change `MARGIN` to `0.02`. Which of the head-to-head verdicts change, and does any question's
+   answer?
+2. Softmax-BALD with $\beta = 1$ is close to random sampling (the section on the five strategies
+   says why). Run it with `--override 'strategy_options={"beta": 10}'` for two seeds and add it
+   to the comparison of question 2.
+3. The BatchBALD demonstration uses the digits model. Set `DEMO_PICKS = 80` and predict the
+   curve for $T = 20$ before you run it.
+4. Write a JSON file with a channel of your own, for instance one that confuses only shirts with
+   T-shirts (classes 6 and 0 of Fashion-MNIST), run `dean+denoise` with `--noise FILE.json`, and
+   check with `channel_fit.fit_table` whether the layer finds it.
+""")
+
+nb = nbf.v4.new_notebook()
+nb.cells = cells
+nb.metadata = {
+    "kernelspec": {
+        "display_name": "Python 3",
+        "language": "python",
+        "name": "python3",
+    },
+    "language_info": {"name": "python", "pygments_lexer": "ipython3"},
+}
+nbf.write(nb, HERE / "07_stochastic_baselines.ipynb")
+print(f"wrote {HERE / '07_stochastic_baselines.ipynb'} ({len(cells)} cells)")
