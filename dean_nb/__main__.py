@@ -275,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the last step of each dataset's runs)",
     )
     report.add_argument(
+        "--against-preset",
+        action="store_true",
+        help="label each dataset's runs against its preset: a run of the preset keeps its "
+        "plain method name, any other carries the fields in which it differs from the preset "
+        "(default: only where one method and noise level has several configurations)",
+    )
+    report.add_argument(
         "--margin",
         type=float,
         default=0.01,
@@ -445,6 +452,8 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedRecordWarning)
         df = load_results(args.results)
+        if args.against_preset and not df.empty:
+            df = _against_presets(args.results, sorted(df["dataset"].unique()))
     for warning in caught:  # one line each, not warnings' file:line + source line
         print(f"warning: {warning.message}", file=sys.stderr)
     if df.empty:
@@ -502,6 +511,19 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     saved += [out / "summary.csv", out / "uncertainty.csv", *claim_files]
     print("\nsaved: " + ", ".join(os.fspath(p) for p in saved))
     return 0
+
+
+def _against_presets(folder: Path, datasets: Sequence[str]):
+    """The frame of ``folder`` with each dataset's runs labelled against its preset."""
+    import pandas as pd
+
+    frames = []
+    for dataset in datasets:
+        preset = next(p for p, table in PRESETS.items() if dataset in table)
+        reference = ExperimentConfig.preset(dataset, preset)
+        df = load_results(folder, reference=reference)
+        frames.append(df[df["dataset"] == dataset])
+    return pd.concat(frames, ignore_index=True)
 
 
 def _claims(df, args: argparse.Namespace, parser: argparse.ArgumentParser):

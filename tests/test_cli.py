@@ -314,6 +314,23 @@ def test_report_never_averages_two_configurations(tmp_path, capsys, write_record
     assert all(r.endswith(",1") for r in rows[1:])  # every row holds one run
 
 
+def test_report_against_the_preset_keeps_the_preset_plain(tmp_path, capsys, write_record):
+    # a chapter's folder: the preset's dean and random, and an ablation of dean beside them
+    write_record(tmp_path, 0.9, strategy="dean", seed=0)
+    write_record(tmp_path, 0.5, strategy="random", seed=0)
+    write_record(tmp_path, 0.2, strategy="dean", seed=0, beta_scale=1.0)
+    argv = ["report", str(tmp_path), "--out", str(tmp_path / "report")]
+    assert main([*argv, "--against-preset"]) == 0
+    text = capsys.readouterr().out
+    labels = {row.split(",")[3] for row in (tmp_path / "report" / "summary.csv").open()}
+    assert labels == {"method", "dean", "random", "dean [beta_scale=1.0]"}
+    assert "the paper's claims as paired gaps" in text  # they are judged on plain "dean"
+    assert main(argv) == 0  # without the flag, both dean configurations carry a label
+    assert "the paper's claims" not in capsys.readouterr().out
+    labels = {row.split(",")[3] for row in (tmp_path / "report" / "summary.csv").open()}
+    assert labels == {"method", "random", "dean [beta_scale=0.25]", "dean [beta_scale=1.0]"}
+
+
 def test_noise_flag_runs_the_pairflip_and_matrix_channels_end_to_end(tmp_path, capsys):
     argv = ["run", "--strategies", "random", "--out", str(tmp_path), "--quiet", *TINY]
     assert main([*argv, "--noise", "pairflip", "--epsilons", "0.3"]) == 0
