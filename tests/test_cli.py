@@ -417,7 +417,7 @@ def test_ctrl_c_stops_cleanly_with_one_line_and_exit_130(workers, tmp_path):
     assert "Traceback" not in rest + err
     lines = [line for line in (rest + err).splitlines() if line.strip()]
     assert len(lines) == 1, rest + err
-    finished = len(list(out.glob("*.json")))
+    finished = len(list(out.glob("[!.]*.json")))  # not a killed run's .partial.json
     assert lines[0] == (
         f"interrupted: {finished} more runs finished, {finished} of 8 are in {out}; "
         f"run the same command again to resume the other {8 - finished}"
