@@ -221,9 +221,13 @@ assert information[100][-1] > math.log(20)
 
 md(r"""
 With $T = 20$ the batch's information is at its ceiling after a few dozen picks; a `medium`
-batch has 200. The exact joint information can never exceed $\log T$; the sampled estimate
-that BatchBALD needs beyond a handful of picks (the exact one has $K^n$ terms) can, and the
-picks it makes there follow its errors. So in our grid BatchBALD spends most of each batch out
+batch has 200. The exact joint information can never exceed $\log T$, yet the curve for
+$T = 20$ goes past it. Beyond the first three picks BatchBALD cannot enumerate the $K^n$ label
+configurations and estimates the joint entropy from 1,000 sampled ones; the estimate is
+unbiased for each candidate, but each pick takes the *largest* of 2,000 noisy estimates, and
+the largest of many noisy numbers overshoots (the winner's curse). Near the ceiling the true
+differences between candidates are smaller than that noise, so the picks follow the
+estimator's errors. So in our grid BatchBALD spends most of each batch out
 of its regime: we run it anyway, because that is what a reader running it at this batch size
 gets, but a fair test of BatchBALD would use small batches or many more passes, as its authors
 do. It is also the slowest strategy by far (its 200 greedy steps each score 2,000 candidates).
