@@ -303,3 +303,51 @@ def test_claim_gaps_shows_every_claim_ours_beside_the_papers():
     with pytest.raises(ValueError):
         plots.claim_gaps(claims, 0.01, width=plots.MAX_WIDTH + 1)
     plt.close("all")
+
+
+def test_head_to_head_gaps_one_panel_per_point_every_rival_labelled():
+    from dean_nb.head_to_head import head_to_head
+
+    df = frame(epsilons=(0.0, 0.3), strategies=("random", "bald", "dean"))
+    df["n_acquired"] = df["n_labels"] - 20
+    table = head_to_head(
+        df,
+        "dean",
+        ["bald", "random", "badge"],
+        epsilons=(0.0, 0.3),
+        acquired=(20, 40),
+        margin=0.01,
+    )
+    fig = plots.head_to_head_gaps(table, 0.01, title="dean − rival")
+    assert_legible(fig)
+    assert len(visible_axes(fig)) == 4
+    shown = [t.get_text() for t in texts(fig)]
+    assert {"bald", "random", "badge", "no records", "ε = 0.3, 40 acquired"} <= set(shown)
+    assert "3/3" in shown or "0/3" in shown  # k/n beside each measured gap
+    # each measured gap is drawn where the table puts it
+    ax = visible_axes(fig)[0]
+    xs = sorted(bars[0].get_xdata()[0] for bars in ax.containers)  # each errorbar's point
+    expected = table[(table["ε"] == 0.0) & (table["acquired"] == 20)]["gap"].dropna()
+    assert xs == pytest.approx(sorted(expected.tolist()))
+
+
+def test_batch_information_draws_a_ceiling_per_number_of_passes():
+    values = {20: np.minimum(np.arange(1, 41) * 0.3, 3.0), 100: np.arange(1, 41) * 0.1}
+    fig = plots.batch_information(values, title="BatchBALD")
+    assert_legible(fig)
+    (ax,) = fig.axes
+    ceilings = sorted(line.get_ydata()[0] for line in ax.lines if len(set(line.get_ydata())) == 1)
+    assert ceilings == pytest.approx([np.log(20), np.log(100)])
+    assert {"T = 20", "T = 100", "log 20", "log 100"} <= {t.get_text() for t in texts(fig)}
+    with pytest.raises(ValueError, match="values_by_passes"):
+        plots.batch_information({})
+
+
+def test_learning_curves_take_a_style_per_method():
+    df = frame(strategies=("random", "dean"))
+    fig = plots.learning_curves(df, styles={"dean": {"color": "#123456", "linestyle": ":"}})
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    dean = next(v for k, v in lines.items() if k.startswith("dean"))
+    assert dean.get_color() == "#123456" and dean.get_linestyle() == ":"
+    random = next(v for k, v in lines.items() if k.startswith("random"))
+    assert random.get_color() == plots.method_style("random")["color"]
