@@ -105,3 +105,33 @@ def test_the_table_has_a_row_per_point_and_rival_with_the_paired_gaps():
     assert float(gap_text) == pytest.approx(2.15, abs=0.051) and se_text == "0.1"
     assert text["better"].iloc[0] == "4/4"
     assert text["points"].iloc[2] == "+nan ± nan" and text["better"].iloc[2] == "0/0"
+
+
+def test_best_of_judges_against_the_best_rival_at_each_point():
+    df = _frame()
+    # random beats bald on odd seeds only, so it is the best rival by mean accuracy
+    table = head_to_head(
+        df,
+        "dean",
+        ["bald", "random"],
+        epsilons=[0.0, 0.3],
+        acquired=[200, 1000],
+        margin=0.01,
+        best_of=True,
+    )
+    assert len(table) == 4 and set(table["rival"]) == {"random"}
+    by_rival = head_to_head(
+        df, "dean", ["random"], epsilons=[0.0, 0.3], acquired=[200, 1000], margin=0.01
+    )
+    pd.testing.assert_frame_equal(table, by_rival)
+    # a rival without records is skipped in the choice, not reported as the best
+    only = head_to_head(
+        df,
+        "dean",
+        ["badge", "bald"],
+        epsilons=[0.0],
+        acquired=[200],
+        margin=0.01,
+        best_of=True,
+    )
+    assert only["rival"].tolist() == ["bald"] and only["seeds"].tolist() == [4]
