@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
     preset = args.preset
     if preset is None:
-        preset = next((p for p, table in PRESETS.items() if args.dataset in table), None)
+        preset = _preset_of(args.dataset)
         if preset is None:
             parser.error(f"no preset exists for --dataset {args.dataset}")
     overrides = dict(args.override)
@@ -513,16 +513,22 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def _preset_of(dataset: str) -> str | None:
+    """The preset that exists for ``dataset`` (each dataset has one), or ``None``."""
+    return next((p for p, table in PRESETS.items() if dataset in table), None)
+
+
 def _against_presets(folder: Path, datasets: Sequence[str]):
     """The frame of ``folder`` with each dataset's runs labelled against its preset."""
     import pandas as pd
 
     frames = []
-    for dataset in datasets:
-        preset = next(p for p, table in PRESETS.items() if dataset in table)
-        reference = ExperimentConfig.preset(dataset, preset)
-        df = load_results(folder, reference=reference)
-        frames.append(df[df["dataset"] == dataset])
+    with warnings.catch_warnings():  # the first reading of the folder warned already
+        warnings.simplefilter("ignore", SkippedRecordWarning)
+        for dataset in datasets:
+            reference = ExperimentConfig.preset(dataset, _preset_of(dataset))
+            df = load_results(folder, reference=reference)
+            frames.append(df[df["dataset"] == dataset])
     return pd.concat(frames, ignore_index=True)
 
 

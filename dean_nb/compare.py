@@ -55,6 +55,7 @@ __all__ = [
     "paired_gap",
     "paper_claims",
     "paper_gap",
+    "settled_against",
     "summary_table",
     "uncertainty_table",
     "verdict",
@@ -450,12 +451,21 @@ def verdict(gap: PairedGap, threshold: float, *, min_seeds: int = 3, n_stderr: f
     if gap.n_seeds == 0:
         return "not measured"
     word = "yes" if gap.mean >= threshold else "no"
-    settled = (
+    settled = settled_against(gap, threshold, min_seeds=min_seeds, n_stderr=n_stderr)
+    return word if settled else f"{word} (tentative)"
+
+
+def settled_against(
+    gap: PairedGap, threshold: float, *, min_seeds: int = 3, n_stderr: float = 2.0
+) -> bool:
+    """Whether ``gap`` is clear of ``threshold``: at least ``min_seeds`` paired seeds and the
+    threshold at least ``n_stderr`` standard errors from the gap's mean (the rule behind every
+    ``(tentative)`` of :func:`verdict` and :func:`dean_nb.head_to_head.outcome`)."""
+    return (
         gap.n_seeds >= min_seeds
         and not math.isnan(gap.stderr)
         and abs(gap.mean - threshold) >= n_stderr * gap.stderr
     )
-    return word if settled else f"{word} (tentative)"
 
 
 def paper_claims(

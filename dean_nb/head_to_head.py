@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from .compare import PairedGap, paired_gap
+from .compare import PairedGap, paired_gap, settled_against
 from .validation import check_columns, check_float_range, check_int_range
 
 __all__ = ["HEAD_TO_HEAD_COLUMNS", "OUTCOMES", "format_table", "head_to_head", "outcome"]
@@ -60,11 +60,11 @@ def outcome(gap: PairedGap, margin: float, *, min_seeds: int = 3, n_stderr: floa
         word = "behind"
     else:
         word = "tie"
-    if gap.n_seeds < min_seeds or math.isnan(gap.stderr):
-        return f"{word} (tentative)"
-    low, high = gap.mean - n_stderr * gap.stderr, gap.mean + n_stderr * gap.stderr
-    crosses = any(low < edge < high for edge in (-margin, margin))
-    return f"{word} (tentative)" if crosses else word
+    settled = all(
+        settled_against(gap, edge, min_seeds=min_seeds, n_stderr=n_stderr)
+        for edge in (-margin, margin)
+    )
+    return word if settled else f"{word} (tentative)"
 
 
 def _checked_thresholds(margin: float, min_seeds: int, n_stderr: float):

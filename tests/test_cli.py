@@ -319,9 +319,11 @@ def test_report_against_the_preset_keeps_the_preset_plain(tmp_path, capsys, writ
     write_record(tmp_path, 0.9, strategy="dean", seed=0)
     write_record(tmp_path, 0.5, strategy="random", seed=0)
     write_record(tmp_path, 0.2, strategy="dean", seed=0, beta_scale=1.0)
+    (tmp_path / "notes.json").write_text('{"author": "me"}')  # warned once, not per reading
     argv = ["report", str(tmp_path), "--out", str(tmp_path / "report")]
     assert main([*argv, "--against-preset"]) == 0
-    text = capsys.readouterr().out
+    text, err = capsys.readouterr()
+    assert err.count("warning:") == 1 and "notes.json" in err
     labels = {row.split(",")[3] for row in (tmp_path / "report" / "summary.csv").open()}
     assert labels == {"method", "dean", "random", "dean [beta_scale=1.0]"}
     assert "the paper's claims as paired gaps" in text  # they are judged on plain "dean"
