@@ -96,6 +96,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from IPython.display import display
+from matplotlib import colormaps
 
 import dean_nb
 from dean_nb import (
@@ -397,9 +398,14 @@ display(plots.head_to_head_gaps(annealing, MARGIN, title=title))
 code(
     r"""
 shown = ["dean", *fixed, "random"]
-curves = symmetric[symmetric["method"].isin(shown)]
+noise_levels = symmetric["epsilon"].isin([0.0, NOISY_EPSILON])
+curves = symmetric[noise_levels & symmetric["method"].isin(shown)]
+shades = colormaps["viridis"]([0.1, 0.45, 0.8])  # small beta dark
+beta_styles = {m: {"color": c, "linestyle": ":"} for m, c in zip(fixed, shades, strict=True)}
 title = "DeAn, annealed or not"
-display(plots.learning_curves(curves, methods=shown, title=title))
+display(plots.learning_curves(
+    curves, methods=shown, title=title, styles=beta_styles, ncols=3
+))
 """,
     "nbval-ignore-output",
 )
@@ -486,9 +492,9 @@ display(plots.head_to_head_gaps(rivals, MARGIN, title="DeAn − rival"))
 code(
     r"""
 shown = ["dean", *RIVALS]
-curves = symmetric[symmetric["method"].isin(shown)]
+curves = symmetric[noise_levels & symmetric["method"].isin(shown)]
 title = "DeAn and the baselines"
-display(plots.learning_curves(curves, methods=shown, title=title))
+display(plots.learning_curves(curves, methods=shown, title=title, ncols=3))
 """,
     "nbval-ignore-output",
 )
@@ -599,6 +605,18 @@ gaps_to_random = pd.concat(
 shown = ["gap", "stderr", "better", "verdict"]
 display(gaps_to_random.set_index(["scale", "acquired"])[shown].round(2))
 """)
+
+code(
+    r"""
+clean = cold[(cold["epsilon"] == 0.0) & cold["method"].isin([*scales, "random"])]
+scale_styles = {m: {"color": c} for m, c in zip(scales, shades, strict=True)}
+title = "DeAn's temperature scale, no noise"
+display(plots.learning_curves(
+    clean, methods=[*scales, "random"], title=title, styles=scale_styles, ncols=2
+))
+""",
+    "nbval-ignore-output",
+)
 
 md(r"""
 DRAFT: the discussion of question 3, written from the full grid.
