@@ -697,6 +697,35 @@ print("each strategy with and without the layer")
 display(gains.round(2))
 """)
 
+md(r"""
+For comparison, the same gains under the symmetric channel at the same $\varepsilon$ (the runs of
+chapter 6, for the two strategies that have them):
+""")
+
+code(r"""
+gains_symmetric = tables.denoising_gains(
+    symmetric, ["random", "dean"], NOISY_EPSILON, LATE
+)
+display(gains_symmetric.round(2))
+""")
+
+md(r"""
+And DeAn against the other strategies under pair-flip noise, without the layer and with it:
+""")
+
+code(r"""
+pair_points = {"epsilons": (NOISY_EPSILON,), "acquired": (EARLY, LATE)}
+others = [s for s in PAIR_STRATEGIES if s != "dean"]
+dean_pair = pd.concat([
+    head_to_head.head_to_head(pair, "dean", others, margin=MARGIN, **pair_points),
+    head_to_head.head_to_head(
+        pair, "dean+denoise", [f"{s}+denoise" for s in others],
+        margin=MARGIN, **pair_points,
+    ),
+])
+display(head_to_head.format_table(dean_pair))
+""")
+
 code(
     r"""
 title = f"pair-flip noise, ε = {NOISY_EPSILON:g}"
@@ -732,6 +761,38 @@ DRAFT: the discussion of question 4, written from the full grid.
 md(r"""
 ## Summary
 
+Each question's verdicts in one table: the judged method against its rival at each point of
+the grid (a blank where the grid has no runs).
+""")
+
+code(r"""
+def words(table):  # {(epsilon, acquired): verdict} of a head-to-head table
+    return {(e, n): w for e, n, w in zip(
+        table["ε"], table["acquired"], table["verdict"], strict=True
+    )}
+
+
+layer_pair = pd.concat(
+    head_to_head.head_to_head(
+        pair, f"{s}+denoise", [s], margin=MARGIN, **pair_points
+    )
+    for s in ("dean", "random")
+)
+verdicts = pd.DataFrame({
+    "1. annealed DeAn vs the best fixed β": words(best_fixed),
+    "2. DeAn vs the best stochastic baseline": words(best_stochastic),
+    "2. DeAn vs BatchBALD": words(rivals[rivals["rival"] == "batchbald"]),
+    "3. DeAn, scale 1/16, vs random": words(
+        gaps_to_random[gaps_to_random["scale"] == small]
+    ),
+    "4. dean+denoise vs dean, pair-flip": words(layer_pair.iloc[:2]),
+    "4. random+denoise vs random, pair-flip": words(layer_pair.iloc[2:]),
+}).T
+verdicts.columns = [f"ε {e:g}, {n}" for e, n in verdicts.columns]
+display(verdicts.fillna(""))
+""")
+
+md(r"""
 DRAFT: one line per question, each with its computed verdict.
 
 ## Exercises
