@@ -99,18 +99,7 @@ from IPython.display import display
 from matplotlib import colormaps
 
 import dean_nb
-from dean_nb import (
-    batchbald,
-    channel_fit,
-    compare,
-    data,
-    experiment,
-    head_to_head,
-    plots,
-    scoring,
-    strategies,
-    tables,
-)
+from dean_nb import compare, experiment, head_to_head, plots, strategies, tables
 from dean_nb.runtime import default_device
 
 device = default_device()
@@ -164,6 +153,8 @@ chapter 2, with $T = 20$ (the `medium` preset's value) and $T = 100$ (the paper'
 """)
 
 code(r"""
+from dean_nb import batchbald, data, scoring
+
 demo = experiment.ExperimentConfig.preset(DEMO_DATASET, "quick")
 ds = data.load_dataset(DEMO_DATASET)
 K = ds.num_classes
@@ -317,6 +308,14 @@ def complete(frame, methods, epsilons):
     )
 
 
+pts = 100 * MARGIN  # the margin in accuracy points
+""",
+    "hide-input",
+)
+
+code(
+    r"""
+# Readers of the head-to-head tables, for those checks.
 def _row(table, eps, acquired, rival):
     return table.set_index(["ε", "acquired", "rival"]).loc[(eps, acquired, rival)]
 
@@ -333,9 +332,6 @@ def gap_of(table, eps, acquired, rival):  # the mean gap, accuracy points
 def best_rival(table, eps, acquired):  # the rival of a best_of=True table
     at = table[(table["ε"] == eps) & (table["acquired"] == acquired)]
     return at["rival"].item()
-
-
-pts = 100 * MARGIN  # the margin in accuracy points
 """,
     "hide-input",
 )
@@ -735,6 +731,8 @@ display(plots.learning_curves(pair, by="strategy", title=title))
 )
 
 code(r"""
+from dean_nb import channel_fit
+
 stems = pair["run"].unique()
 runs = [experiment.load_run(folder / f"{stem}.json") for stem in stems]
 fits = channel_fit.fit_table(runs)  # one row per run with a learned W
