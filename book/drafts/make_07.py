@@ -91,6 +91,7 @@ if "google.colab" in sys.modules:
 
 %matplotlib inline
 import math
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -127,7 +128,8 @@ fields; the stochastic ones draw from the step's random generator, so a seed fix
 
 code(r"""
 for name in ("power-bald", "softmax-bald", "badge", "batchbald", "dean"):
-    print(repr(strategies.get(name)))
+    text = repr(strategies.get(name))
+    print(textwrap.fill(text, 78, subsequent_indent="    "))
 """)
 
 md(r"""
@@ -233,15 +235,19 @@ DeAn, BALD and random sampling at $\varepsilon = 0$ and $0.3$ are the very runs 
 The grid of this chapter adds five commands, run from the repository root:
 
 ```bash
-R="python -m dean_nb run --dataset fashion-mnist --preset medium --seeds 0-4 \
-    --out book/results/fashion-mnist --workers 2"
+R="python -m dean_nb run --dataset fashion-mnist --preset medium \
+   --seeds 0-4 --out book/results/fashion-mnist --workers 2"
 $R --strategies power-bald,softmax-bald,badge,batchbald --epsilons 0,0.3
 for b in 10 100 1000; do
-  $R --strategies dean --epsilons 0,0.3 --override "strategy_options={\"beta\": $b}"
+  $R --strategies dean --epsilons 0,0.3 \
+     --override "strategy_options={\"beta\": $b}"
 done
-for s in 0.0625 1; do $R --strategies dean --epsilons 0 --override beta_scale=$s; done
-$R --noise pairflip --epsilons 0.3 --strategies \
-    random,bald,dean,power-bald,random+denoise,bald+denoise,dean+denoise,power-bald+denoise
+for s in 0.0625 1; do
+  $R --strategies dean --epsilons 0 --override beta_scale=$s
+done
+S=random,bald,dean,power-bald
+D=random+denoise,bald+denoise,dean+denoise,power-bald+denoise
+$R --noise pairflip --epsilons 0.3 --strategies $S,$D
 ```
 
 That is 120 runs: about 0.05 CPU hours each at two workers on our machine, except BatchBALD's,
@@ -292,7 +298,7 @@ print(f"{df['run'].nunique()} run records in {folder}/")
 code(r"""
 seeds = tables.seeds_per_method(symmetric)
 print("seeds per method and noise level:")
-display(seeds.T)
+display(seeds.loc[[0.0, NOISY_EPSILON]].T)
 """)
 
 code(
@@ -362,9 +368,10 @@ schedule is not what makes DeAn work.
 
 code(r"""
 fixed = list(FIXED.values())
+# the four points of the grid: both noise levels, early and late
+POINTS = {"epsilons": (0.0, NOISY_EPSILON), "acquired": (EARLY, LATE)}
 annealing = head_to_head.head_to_head(
-    symmetric, "dean", fixed, epsilons=(0.0, NOISY_EPSILON),
-    acquired=(EARLY, LATE), margin=MARGIN,
+    symmetric, "dean", fixed, margin=MARGIN, **POINTS
 )
 display(head_to_head.format_table(annealing))
 """)
@@ -377,8 +384,7 @@ pays only if DeAn keeps up with it everywhere.
 
 code(r"""
 best_fixed = head_to_head.head_to_head(
-    symmetric, "dean", fixed, epsilons=(0.0, NOISY_EPSILON),
-    acquired=(EARLY, LATE), margin=MARGIN, best_of=True,
+    symmetric, "dean", fixed, margin=MARGIN, best_of=True, **POINTS
 )
 display(head_to_head.format_table(best_fixed))
 """)
@@ -462,8 +468,7 @@ $\varepsilon = 0.3$.
 code(r"""
 RIVALS = ["power-bald", "softmax-bald", "badge", "batchbald", "bald", "random"]
 rivals = head_to_head.head_to_head(
-    symmetric, "dean", RIVALS, epsilons=(0.0, NOISY_EPSILON),
-    acquired=(EARLY, LATE), margin=MARGIN,
+    symmetric, "dean", RIVALS, margin=MARGIN, **POINTS
 )
 display(head_to_head.format_table(rivals))
 """)
@@ -471,8 +476,7 @@ display(head_to_head.format_table(rivals))
 code(r"""
 stochastic = ["power-bald", "softmax-bald", "badge"]
 best_stochastic = head_to_head.head_to_head(
-    symmetric, "dean", stochastic, epsilons=(0.0, NOISY_EPSILON),
-    acquired=(EARLY, LATE), margin=MARGIN, best_of=True,
+    symmetric, "dean", stochastic, margin=MARGIN, best_of=True, **POINTS
 )
 print("DeAn against the best of power-BALD, softmax-BALD and BADGE:")
 display(head_to_head.format_table(best_stochastic))
