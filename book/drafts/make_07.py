@@ -862,7 +862,23 @@ display(verdicts.fillna(""))
 """)
 
 md(r"""
-DRAFT: one line per question, each with its computed verdict.
+- **Annealing does not pay on this protocol.** A fixed $\beta = 100$ is level with the
+  annealed DeAn at every point; only a $\beta$ as small as 10 changes the outcome, for the
+  better without noise (the cold start) and for the worse under noise. What the schedule buys
+  is not having to choose.
+- **Without noise, the simple baselines beat DeAn**: BADGE by 3.3 points early and 2.1 late on
+  every seed, power-BALD by 3.1 early. **Under 30% noise DeAn is level with the best of them**
+  (BADGE) and ahead of power- and softmax-BALD. DRAFT: BatchBALD's line.
+- **The cold start is a matter of scale.** A temperature scale of 1/16 ($\beta_0 \approx 10$)
+  lifts DeAn's first batch by 2.8 points on every seed, to random sampling's level; it does not
+  close the late gap to BADGE, and it was not tried under noise.
+- **Under pair-flip noise the layer is what matters**: 7 to 13 points for every strategy, twice
+  its gain under symmetric noise, and it learns the direction of the flips but not their size.
+  With the layer DeAn is no better than random sampling and behind power-BALD.
+
+Across all four questions the same pattern holds: on Fashion-MNIST with 40 initial labels,
+spreading a batch pays without noise and following the score pays under noise; DeAn sits on
+the score-following side, and the one baseline that does well on both sides is BADGE.
 
 ## Exercises
 
