@@ -535,12 +535,12 @@ within about a point of random sampling at both budgets, as its nearly flat weig
 
 **Under 30% noise, DeAn keeps up with the best of them.** The order changes: power- and
 softmax-BALD fall behind DeAn, by 1.9 and 3.1 points at 1,000 labels (on four and five seeds
-of five), and BADGE and DeAn are level (a tie at both budgets, with wide error bars). The
-accuracy table shows a pattern across all the methods: without noise the batches that are
-spread out (BADGE, power-BALD, random) do best; under noise the ones that follow the score
-most closely (DeAn, Entropy, BALD) do, and the closer a method is to random sampling, the
-further down it falls: softmax-BALD, whose weights are almost uniform, ends next to random.
-BADGE is the only method near the top at both noise levels.
+of five), and BADGE and DeAn are level (a tie at both budgets, with wide error bars). At 1,000
+labels the accuracy table shows a pattern across the methods: without noise the batches that
+are spread out (BADGE, power-BALD) do best; under noise the ones that follow the score most
+closely (DeAn and BALD here, Entropy in chapter 6) do, and the closer a method is to random
+sampling, the further down it falls: softmax-BALD, whose weights are almost uniform, ends next
+to random. BADGE is the only method near the top at both noise levels.
 
 DRAFT: BatchBALD's rows, from its records.
 """)
