@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from dean_nb import compare
-from dean_nb.__main__ import main
+from dean_nb.__main__ import _preset_of, main
 from dean_nb.compare import (
     RESULT_COLUMNS,
     SkippedRecordWarning,
@@ -218,19 +218,36 @@ def test_a_stray_json_file_is_skipped_with_a_warning_naming_it(
             load_run(stray)
 
 
-def test_the_committed_records_need_no_label():
-    # so the chapters' tables (summary_table, format_summary, uncertainty_table) are the ones
-    # they printed before config_id existed: same rows, same columns, same values
+def _plain(df: pd.DataFrame) -> list[str]:
+    """The plain method name of each row of a :func:`load_results` frame."""
+    return [method_label(s, d) for s, d in zip(df["strategy"], df["denoise"], strict=True)]
+
+
+def test_the_committed_records_label_only_what_differs_from_their_preset():
+    # the chapters read each folder against its dataset's preset (chapters 6 and 7 share
+    # fashion-mnist's, which also holds ablations): the preset's own runs keep their plain
+    # names, so the chapters' tables are the ones they printed before config_id existed, a
+    # plain name never stands for two configurations, and every other run names what differs
     folders = [p for p in BOOK_RESULTS.glob("**/") if any(p.glob("*.json"))]
     if not folders:
         pytest.skip(f"no committed records under {BOOK_RESULTS}")
     for folder in folders:
         df = load_results(folder)
-        plain = [method_label(s, d) for s, d in zip(df["strategy"], df["denoise"], strict=True)]
-        assert list(df["method"]) == plain, folder
-        summary = summary_table(df)
-        assert list(summary.columns)[-3:] == ["mean", "std", "n"], folder
-        assert "config_id" not in summary.columns
+        if (df["method"] == _plain(df)).all():  # one protocol: no reference needed
+            assert list(summary_table(df).columns)[-3:] == ["mean", "std", "n"], folder
+            continue
+        for dataset in df["dataset"].unique():
+            reference = ExperimentConfig.preset(dataset, _preset_of(dataset))
+            df = load_results(folder, reference=reference)
+            df = df[df["dataset"] == dataset]
+            is_plain = df["method"] == _plain(df)
+            assert is_plain.any(), (folder, dataset)
+            configs = df[is_plain].groupby(["method", "epsilon"])["config_id"].nunique()
+            assert (configs == 1).all(), (folder, dataset, configs[configs > 1])
+            assert df.loc[~is_plain, "method"].str.fullmatch(r"\S+ \[.+=.+\]").all(), folder
+            summary = summary_table(df[is_plain])
+            assert list(summary.columns)[-3:] == ["mean", "std", "n"], folder
+            assert "config_id" not in summary.columns
 
 
 # --------------------------------------------------------------------------- paired gaps and claims
