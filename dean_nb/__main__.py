@@ -38,7 +38,14 @@ from .compare import (
     summary_table,
     uncertainty_table,
 )
-from .config import DENOISE_SUFFIX, PRESETS, ExperimentConfig, method_label, parse_override
+from .config import (
+    DENOISE_SUFFIX,
+    PRESETS,
+    ExperimentConfig,
+    method_label,
+    parse_override,
+    preset_of,
+)
 from .data import DATASETS
 from .grid import make_grid, result_path, run_grid
 from .plots import learning_curves, uncertainty_curves
@@ -296,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
     preset = args.preset
     if preset is None:
-        preset = _preset_of(args.dataset)
+        preset = preset_of(args.dataset)
         if preset is None:
             parser.error(f"no preset exists for --dataset {args.dataset}")
     overrides = dict(args.override)
@@ -513,11 +520,6 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
-def _preset_of(dataset: str) -> str | None:
-    """The preset that exists for ``dataset`` (each dataset has one), or ``None``."""
-    return next((p for p, table in PRESETS.items() if dataset in table), None)
-
-
 def _against_presets(folder: Path, datasets: Sequence[str]):
     """The frame of ``folder`` with each dataset's runs labelled against its preset."""
     import pandas as pd
@@ -526,7 +528,7 @@ def _against_presets(folder: Path, datasets: Sequence[str]):
     with warnings.catch_warnings():  # the first reading of the folder warned already
         warnings.simplefilter("ignore", SkippedRecordWarning)
         for dataset in datasets:
-            reference = ExperimentConfig.preset(dataset, _preset_of(dataset))
+            reference = ExperimentConfig.preset(dataset, preset_of(dataset))
             df = load_results(folder, reference=reference)
             frames.append(df[df["dataset"] == dataset])
     return pd.concat(frames, ignore_index=True)

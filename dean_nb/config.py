@@ -43,6 +43,7 @@ __all__ = [
     "ExperimentConfig",
     "method_label",
     "parse_override",
+    "preset_of",
     "run_key",
 ]
 
@@ -451,6 +452,11 @@ def _check_strategy_name(name: str) -> str:
     if name not in names:
         raise ValueError(f"strategy must be one of {', '.join(names)}; got {name!r}")
     return name
+
+
+def preset_of(dataset: str) -> str | None:
+    """The name of the preset that exists for ``dataset`` (each dataset has one), or ``None``."""
+    return next((p for p, table in PRESETS.items() if dataset in table), None)
 
 
 def method_label(strategy: str, denoise: bool) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from dean_nb import compare
-from dean_nb.__main__ import _preset_of, main
+from dean_nb.__main__ import main
 from dean_nb.compare import (
     RESULT_COLUMNS,
     SkippedRecordWarning,
@@ -32,7 +32,7 @@ from dean_nb.compare import (
     summary_table,
     uncertainty_table,
 )
-from dean_nb.config import ExperimentConfig, method_label
+from dean_nb.config import ExperimentConfig, method_label, preset_of
 from dean_nb.records import RunResult, StepRecord, load_run
 
 BOOK_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
@@ -234,18 +234,22 @@ def test_the_committed_records_label_only_what_differs_from_their_preset():
     for folder in folders:
         df = load_results(folder)
         if (df["method"] == _plain(df)).all():  # one protocol: no reference needed
-            assert list(summary_table(df).columns)[-3:] == ["mean", "std", "n"], folder
-            continue
-        for dataset in df["dataset"].unique():
-            reference = ExperimentConfig.preset(dataset, _preset_of(dataset))
-            df = load_results(folder, reference=reference)
-            df = df[df["dataset"] == dataset]
-            is_plain = df["method"] == _plain(df)
-            assert is_plain.any(), (folder, dataset)
-            configs = df[is_plain].groupby(["method", "epsilon"])["config_id"].nunique()
-            assert (configs == 1).all(), (folder, dataset, configs[configs > 1])
-            assert df.loc[~is_plain, "method"].str.fullmatch(r"\S+ \[.+=.+\]").all(), folder
-            summary = summary_table(df[is_plain])
+            plain_runs = [df]
+        else:
+            plain_runs = []
+            for dataset in df["dataset"].unique():
+                reference = ExperimentConfig.preset(dataset, preset_of(dataset))
+                labelled = load_results(folder, reference=reference)
+                labelled = labelled[labelled["dataset"] == dataset]
+                is_plain = labelled["method"] == _plain(labelled)
+                assert is_plain.any(), (folder, dataset)
+                ids = labelled[is_plain].groupby(["method", "epsilon"])["config_id"].nunique()
+                assert (ids == 1).all(), (folder, dataset, ids[ids > 1])
+                others = labelled.loc[~is_plain, "method"]
+                assert others.str.fullmatch(r"\S+ \[.+=.+\]").all(), folder
+                plain_runs.append(labelled[is_plain])
+        for runs in plain_runs:
+            summary = summary_table(runs)
             assert list(summary.columns)[-3:] == ["mean", "std", "n"], folder
             assert "config_id" not in summary.columns
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from dean_nb.config import ExperimentConfig, parse_override
+from dean_nb.config import PRESETS, ExperimentConfig, parse_override, preset_of
 
 
 def test_config_json_round_trip_and_presets(quick):
@@ -27,6 +27,19 @@ def test_config_json_round_trip_and_presets(quick):
     assert ExperimentConfig.preset("svhn", "paper").beta_scale == 0.25
     assert ExperimentConfig.preset("fashion-mnist", "medium").acquisition_size == 200
     assert quick(n_clusters=None).effective_n_clusters == 5 * quick().acquisition_size
+
+
+def test_each_dataset_has_one_preset_and_preset_of_names_it():
+    datasets = [d for table in PRESETS.values() for d in table]
+    assert len(datasets) == len(set(datasets))  # so "the dataset's preset" is one preset
+    for dataset in datasets:
+        ExperimentConfig.preset(dataset, preset_of(dataset))  # exists for it
+    assert [preset_of(d) for d in ("digits", "fashion-mnist", "mnist")] == [
+        "quick",
+        "medium",
+        "paper",
+    ]
+    assert preset_of("imagenet") is None
 
 
 @pytest.mark.parametrize(
