@@ -32,6 +32,7 @@ import torch
 from . import strategies
 from .annealing import BETA_KINDS, check_beta_kind, check_beta_scale, default_n_clusters
 from .data import DATASETS, NUM_CLASSES
+from .models import CONV_DROPOUTS
 from .noise import DEFAULT_NOISE, flip_rate, noise_channel, noise_label, resolve_noise
 from .validation import check_float_range, check_int_range
 
@@ -50,6 +51,10 @@ __all__ = [
 #: Suffix of a strategy name in :func:`dean_nb.grid.make_grid` (and the CLI) that switches
 #: denoising on.
 DENOISE_SUFFIX = "+denoise"
+
+#: The ``conv_dropout`` of every configuration written before the field existed: a stored
+#: config without it is element-wise, and an element-wise config is stored without it.
+LEGACY_CONV_DROPOUT = "element"
 
 #: Fields of :class:`ExperimentConfig` that say where or how verbosely a run happens, not what
 #: it computes: they are left out of the run key, so a grid resumes on another machine or device.
@@ -85,6 +90,10 @@ class ExperimentConfig:
             A file is read and checked when the configuration is built and the matrix kept
             in its place, so the run key and the record depend on the entries, not the path.
         denoise: train through a learned noisy-channel layer (section 4, Algorithm 2).
+        conv_dropout: how the network drops its convolutional maps
+            (:data:`dean_nb.models.CONV_DROPOUTS`): ``"channel"``, whole maps, as the authors'
+            code does (the default); ``"element"``, single activations, as the records made
+            before this field existed (chapter 6's ablation).
         initial_per_class: ``k``: the initial labelled set holds ``k`` images of every class.
         validation_size: size of the fixed validation set on which sigma is measured.
         acquisition_size: ``b``, the number of labels acquired per step.
@@ -120,6 +129,7 @@ class ExperimentConfig:
     epsilon: float = 0.0
     noise: str | list[list[float]] = DEFAULT_NOISE
     denoise: bool = False
+    conv_dropout: str = "element"
     initial_per_class: int = 2
     validation_size: int = 100
     acquisition_size: int = 20
@@ -178,6 +188,10 @@ class ExperimentConfig:
         self._check_int("epochs", 1)
         self._check_int("n_mc_samples", 2)
         self._check_int("n_clusters", 1, optional=True)
+        if self.conv_dropout not in CONV_DROPOUTS:
+            raise ValueError(
+                f"conv_dropout must be one of {', '.join(CONV_DROPOUTS)}; got {self.conv_dropout!r}"
+            )
         check_beta_kind(self.beta_kind)
         check_beta_scale(self.beta_scale)
         inf = math.inf
@@ -287,24 +301,28 @@ class ExperimentConfig:
     # -- JSON -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict of every field, but ``noise`` when it is the default
-        ``"symmetric"``: the only channel before the field existed, so the records written
-        then read back unchanged (:meth:`from_dict` fills the default in)."""
+        """A JSON-safe dict of every field, but two that records written before them lack:
+        ``noise`` when it is the default ``"symmetric"``, and ``conv_dropout`` when it is
+        ``"element"`` (every network before the field existed). Those records read back
+        unchanged, with the same run keys (:meth:`from_dict` fills both in)."""
         fields = dataclasses.asdict(self)
         if fields["noise"] == DEFAULT_NOISE:
             del fields["noise"]
+        if fields["conv_dropout"] == LEGACY_CONV_DROPOUT:
+            del fields["conv_dropout"]
         return fields
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError`` (missing ones take defaults)."""
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``. Missing ones take
+        defaults, but a missing ``conv_dropout`` is ``"element"``: the record predates it."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(
                 f"unknown ExperimentConfig field(s) {unknown}; known fields: {sorted(known)}"
             )
-        return cls(**data)
+        return cls(**{"conv_dropout": LEGACY_CONV_DROPOUT, **data})
 
     # -- presets --------------------------------------------------------------------------
 

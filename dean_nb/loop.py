@@ -199,6 +199,7 @@ def train_step_model(
         c,
         (h, w),
         seed=purpose_seed(seed, f"model:{step}"),
+        conv_dropout=config.conv_dropout,
     ).to(device)
     channel = None
     if config.denoise:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
+from dean_nb.models import ChannelDropout
 from dean_nb.runtime import GeneratorLike, derive_seed, make_generator, seeded_global_rng
 from dean_nb.validation import check_int_range
 
@@ -68,6 +69,10 @@ MASK_MODES: tuple[str, ...] = ("independent", "consistent")
 #: chunks to respect it.
 MAX_HEAD_ELEMENTS_CPU = 2**22
 MAX_HEAD_ELEMENTS_ACCELERATOR = 2**25
+
+#: Dropout layers whose masks :func:`mc_dropout_probs` draws itself (any other kind in a head
+#: sends the model down torch's own dropout, independent masks only).
+_SAMPLED_DROPOUTS = (nn.Dropout, nn.Dropout2d, ChannelDropout)
 
 #: Widths of the random bit fields that can hold a mask entry exactly: a rate p with an
 #: integer ``p * 2**bits`` uses the narrowest (1 bit for 0.5, 2 for 0.25, 8 for 0.1875).
@@ -169,15 +174,31 @@ def _split(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 
 def _walkable_layers(head: nn.Module) -> list[nn.Module] | None:
-    """The head's layers when all its dropout is top-level ``nn.Dropout``, else ``None``."""
+    """The head's layers when all its dropout is top-level and of a kind the sampler draws
+    (``nn.Dropout``, ``nn.Dropout2d`` on maps, :class:`~dean_nb.models.ChannelDropout`),
+    else ``None``."""
     layers = list(head) if isinstance(head, nn.Sequential) else [head]
     for layer in layers:
         if isinstance(layer, _DropoutNd):
-            if type(layer) is not nn.Dropout:
+            if type(layer) not in _SAMPLED_DROPOUTS:
                 return None
         elif any(isinstance(module, _DropoutNd) for module in layer.modules()):
             return None
     return layers
+
+
+def _channels(layer: nn.Module, feature_shape: tuple[int, ...]) -> int | None:
+    """How many independent channels a dropout layer masks on features ``feature_shape`` (one
+    input's), or ``None`` for element-wise dropout."""
+    if type(layer) is nn.Dropout:
+        return None
+    if isinstance(layer, ChannelDropout):
+        return layer.channels
+    if len(feature_shape) != 3:
+        raise ValueError(
+            f"nn.Dropout2d needs (C, H, W) maps per input, got feature shape {feature_shape}"
+        )
+    return feature_shape[0]
 
 
 def _per_sample(layer: nn.Module, h: torch.Tensor, expanded: bool) -> torch.Tensor:
@@ -214,28 +235,53 @@ class _MaskSampler:
         return self._consistent[layer_index][t0 : t0 + t]
 
     def dropout(
-        self, index: int, p: float, h: torch.Tensor, expanded: bool, t0: int, t: int
+        self,
+        index: int,
+        p: float,
+        channels: int | None,
+        h: torch.Tensor,
+        expanded: bool,
+        t0: int,
+        t: int,
     ) -> torch.Tensor:
-        """``h`` with dropout applied in each of ``t`` passes: ``(t, B, *f)``."""
+        """``h`` with dropout applied in each of ``t`` passes: ``(t, B, *f)``.
+
+        ``channels`` C masks ``(t, B, C)`` blocks of ``prod(f) / C`` features (channel
+        dropout); ``None`` masks every feature.
+        """
         batch_shape = h.shape[1:] if expanded else h.shape
+        b, per_input = batch_shape[0], math.prod(batch_shape[1:])
+        c = per_input if channels is None else channels
+        grouped = h.reshape(*h.shape[: h.ndim - len(batch_shape)], b, c, per_input // c)
         scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
         if self.mode == "consistent":
-            masks = self._pass_masks(index, p, tuple(batch_shape[1:]), t0, t).unsqueeze(1)
-            return (masks * h).mul_(scale)
-        masked = keep_mask((t, *batch_shape), p, self.generator, dtype=h.dtype)
+            masks = self._pass_masks(index, p, (c,), t0, t)[:, None, :, None]
+            return (masks * grouped).mul_(scale).view(t, *batch_shape)
+        masks = keep_mask((t, b, c), p, self.generator, dtype=h.dtype).unsqueeze(-1)
         if expanded:
-            return masked.mul_(h).mul_(scale)
-        return masked.mul_(h * scale)
+            return (masks * grouped).mul_(scale).view(t, *batch_shape)
+        return (masks * (grouped * scale)).view(t, *batch_shape)
 
     def dropout_linear(
-        self, index: int, p: float, linear: nn.Linear, h_B_D: torch.Tensor, t0: int, t: int
+        self,
+        index: int,
+        p: float,
+        channels: int | None,
+        linear: nn.Linear,
+        h_B_D: torch.Tensor,
+        t0: int,
+        t: int,
     ) -> torch.Tensor:
-        """``linear(dropout(h))`` for ``t`` passes of a shared ``h (B, D)``: ``(t, B, out)``."""
+        """``linear(dropout(h))`` for ``t`` passes of a shared ``h (B, D)``: ``(t, B, out)``.
+
+        ``channels`` C drops blocks of ``D / C`` features together; ``None`` single ones.
+        """
         b, d = h_B_D.shape
+        c = d if channels is None else channels
         scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
         weight, bias = linear.weight, linear.bias
         if self.mode == "consistent":
-            masks_t_D = self._pass_masks(index, p, (d,), t0, t)
+            masks_t_D = self._pass_masks(index, p, (c,), t0, t).repeat_interleave(d // c, dim=1)
             weights = (weight.unsqueeze(0) * masks_t_D.unsqueeze(1)).mul_(scale)
             z_B_tO = h_B_D @ weights.reshape(t * weight.shape[0], d).T
             z = z_B_tO.view(b, t, -1).transpose(0, 1)
@@ -247,14 +293,25 @@ class _MaskSampler:
         for pass_index in range(t):
             for start in range(0, b, rows):
                 n = min(rows, b - start)
-                chunk = keep_mask((n, d), p, self.generator, out=buffer[:n])
-                chunk.mul_(scaled[start : start + n])
+                chunk = self._masked_rows(p, c, scaled[start : start + n], buffer[:n])
                 target = out[pass_index, start : start + n]
                 if bias is None:
                     torch.mm(chunk, weight.T, out=target)
                 else:
                     torch.addmm(bias, chunk, weight.T, out=target)
         return out
+
+    def _masked_rows(
+        self, p: float, channels: int, rows_n_D: torch.Tensor, buffer_n_D: torch.Tensor
+    ) -> torch.Tensor:
+        """``rows`` times a fresh mask of ``channels`` blocks per row, written to ``buffer``."""
+        n, d = rows_n_D.shape
+        if channels == d:
+            return keep_mask((n, d), p, self.generator, out=buffer_n_D).mul_(rows_n_D)
+        masks_n_C = keep_mask((n, channels), p, self.generator, dtype=rows_n_D.dtype)
+        grouped = buffer_n_D.view(n, channels, d // channels)
+        torch.mul(rows_n_D.view(n, channels, -1), masks_n_C.unsqueeze(-1), out=grouped)
+        return buffer_n_D
 
 
 def _head_logits(
@@ -266,13 +323,14 @@ def _head_logits(
     while i < len(layers):
         layer = layers[i]
         following = layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(layer, nn.Dropout) and not expanded and h.ndim == 2:
-            if isinstance(following, nn.Linear):
-                h = sampler.dropout_linear(i, layer.p, following, h, t0, t)
+        if isinstance(layer, _SAMPLED_DROPOUTS):
+            feature_shape = tuple(h.shape[2:] if expanded else h.shape[1:])
+            channels = _channels(layer, feature_shape)
+            if not expanded and h.ndim == 2 and isinstance(following, nn.Linear):
+                h = sampler.dropout_linear(i, layer.p, channels, following, h, t0, t)
                 expanded, i = True, i + 2
                 continue
-        if isinstance(layer, nn.Dropout):
-            h, expanded = sampler.dropout(i, layer.p, h, expanded, t0, t), True
+            h, expanded = sampler.dropout(i, layer.p, channels, h, expanded, t0, t), True
         else:
             h = _per_sample(layer, h, expanded)
         i += 1
@@ -322,7 +380,8 @@ def mc_dropout_probs(
     :class:`~dean_nb.models.MCDropoutNet`) the trunk runs once per batch and the head T times,
     with the masks drawn and applied as the module docstring says; the T axis is chunked so
     that a head block holds at most :func:`max_head_elements` values. A model whose dropout
-    is not top-level ``nn.Dropout`` layers of a sequential head runs whole on the repeated
+    is not top-level ``nn.Dropout``, ``nn.Dropout2d`` or
+    :class:`~dean_nb.models.ChannelDropout` layers of a sequential head runs whole on the repeated
     input with torch's own dropout (independent masks only).
 
     Args:
@@ -349,8 +408,8 @@ def mc_dropout_probs(
     layers = _walkable_layers(head)
     if layers is None and masks == "consistent":
         raise ValueError(
-            "masks='consistent' needs a head whose dropout layers are top-level nn.Dropout "
-            "layers of an nn.Sequential (an MCDropoutNet's head)"
+            "masks='consistent' needs a head whose dropout layers are top-level nn.Dropout, "
+            "nn.Dropout2d or ChannelDropout layers of an nn.Sequential (an MCDropoutNet's head)"
         )
     n = x.shape[0]
     if n == 0:

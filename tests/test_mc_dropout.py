@@ -9,7 +9,7 @@ from torch import nn
 
 import dean_nb.mc_dropout as mc_dropout
 from dean_nb.mc_dropout import keep_mask, mc_dropout_probs
-from dean_nb.models import build_mlp
+from dean_nb.models import ChannelDropout, build_mlp, build_model
 from dean_nb.runtime import seeded_global_rng
 from dean_nb.scoring import bald, inference_modes
 
@@ -21,7 +21,7 @@ def _unfused(model: nn.Module) -> nn.Module:
     layers = []
     for layer in other.head:
         layers.append(layer)
-        if isinstance(layer, nn.Dropout):
+        if isinstance(layer, nn.Dropout | ChannelDropout):
             layers.append(nn.Identity())
     other.head = nn.Sequential(*layers)
     return other
@@ -59,14 +59,15 @@ def test_keep_mask_edge_rates_seed_and_out():
 
 
 class _ReaderNet(nn.Module):
-    def __init__(self, d: int, p: float) -> None:
+    def __init__(self, d: int, p: float, channels: int | None = None) -> None:
         super().__init__()
         linear = nn.Linear(d, d)
         with torch.no_grad():
             linear.weight.copy_(torch.eye(d))
             linear.bias.zero_()
         self.trunk = nn.Flatten()
-        self.head = nn.Sequential(nn.Dropout(p), linear)
+        drop = nn.Dropout(p) if channels is None else ChannelDropout(p, channels)
+        self.head = nn.Sequential(drop, linear)
         self.num_classes = d
 
 
@@ -93,6 +94,51 @@ def test_masks_are_drawn_per_input_or_per_pass(masks):
     else:
         assert same_across_inputs < 0.1
         assert same_across_passes < 0.1
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("masks", ["independent", "consistent"])
+def test_channel_masks_drop_whole_maps(masks, fused):
+    """A ChannelDropout mask keeps or drops a map's L features together, at rate p per map;
+    consistent masks are shared by every input of a pass. Unfused, the mask is applied on
+    the (t, B, D) block; fused, a chunk at a time straight into the dense layer."""
+    c, length, p, n, t = 6, 4, 0.25, 40, 60
+    d = c * length
+    net = _ReaderNet(d, p, channels=c)
+    reader = nn.Linear(d, d + 1)  # an extra logit of 0.5 tells kept (4/3) from dropped (0)
+    with torch.no_grad():
+        reader.weight.copy_(torch.cat([torch.eye(d), torch.zeros(1, d)]))
+        reader.bias.copy_(torch.cat([torch.zeros(d), torch.tensor([0.5])]))
+    net.head[1], net.num_classes = reader, d + 1
+    if not fused:
+        net = _unfused(net)
+    x = torch.ones(n, d)
+    probs = mc_dropout_probs(net, x, t, batch_size=9, generator=5, masks=masks)
+    kept_T_N_C_L = (probs[..., :d] > probs[..., d:]).float().view(t, n, c, length)
+    assert torch.equal(kept_T_N_C_L.amin(-1), kept_T_N_C_L.amax(-1))  # maps go whole
+    rate = 1 - kept_T_N_C_L[..., 0].mean().item()
+    sd = math.sqrt(p * (1 - p) / (t * (n if masks == "independent" else 1) * c))
+    assert abs(rate - p) < 5 * sd
+    same_across_inputs = (kept_T_N_C_L == kept_T_N_C_L[:, :1]).all().item()
+    assert same_across_inputs == (masks == "consistent")
+
+
+@pytest.mark.parametrize("arch", ["digits", "cifar10"])
+@pytest.mark.parametrize("masks", ["independent", "consistent"])
+def test_channel_networks_match_a_train_mode_forward_in_distribution(arch, masks):
+    """The authors' networks (channel dropout on the conv maps, nn.Dropout2d inside the head
+    for CIFAR) sampled by the fast path have the law of a plain train()-mode forward (what
+    the authors' evalModel runs): means within 5 standard errors, spreads within 20%."""
+    c, size = (1, 8) if arch == "digits" else (3, 32)
+    model = build_model(arch, 10, c, size, seed=1, conv_dropout="channel")
+    x = torch.randn(4, c, size, size, generator=torch.Generator().manual_seed(2))
+    t = 1000
+    fast = mc_dropout_probs(model, x, t, generator=3, masks=masks)
+    with torch.no_grad(), inference_modes(model, dropout=True), seeded_global_rng(4):
+        naive = torch.stack([torch.softmax(model(x), -1) for _ in range(t)])
+    se = ((fast.var(0) + naive.var(0)) / t).sqrt()
+    assert ((fast.mean(0) - naive.mean(0)).abs() <= 5 * se + 1e-4).all()
+    assert torch.allclose(fast.std(0), naive.std(0), rtol=0.2, atol=3e-3)
 
 
 @pytest.mark.parametrize("masks", ["independent", "consistent"])

@@ -5,7 +5,15 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from dean_nb.models import ARCHS, MCDropoutNet, arch_for_dataset, build_model, multiply_adds
+from dean_nb.models import (
+    ARCHS,
+    CONV_DROPOUTS,
+    ChannelDropout,
+    MCDropoutNet,
+    arch_for_dataset,
+    build_model,
+    multiply_adds,
+)
 
 # (arch, in_channels, image_size, num_classes, first dense width)
 CASES = [
@@ -13,6 +21,7 @@ CASES = [
     ("mnist", 1, 28, 10, 128),
     ("emnist", 1, 28, 47, 512),
     ("cifar10", 3, 32, 10, 128),
+    ("svhn", 3, 32, 10, 128),
     ("cifar100", 3, 32, 100, 512),
 ]
 
@@ -22,13 +31,24 @@ def models():
     return {arch: build_model(arch, k, c, s, seed=0) for arch, c, s, k, _ in CASES}
 
 
+@pytest.fixture(scope="module")
+def channel_models():
+    return {
+        arch: build_model(arch, k, c, s, seed=0, conv_dropout="channel")
+        for arch, c, s, k, _ in CASES
+    }
+
+
 def test_cases_cover_every_architecture():
     assert {case[0] for case in CASES} == set(ARCHS)
 
 
+@pytest.mark.parametrize("conv_dropout", CONV_DROPOUTS)
 @pytest.mark.parametrize(("arch", "channels", "size", "classes", "width"), CASES)
-def test_forward_shapes_and_split(models, arch, channels, size, classes, width):
-    model = models[arch]
+def test_forward_shapes_and_split(
+    models, channel_models, arch, channels, size, classes, width, conv_dropout
+):
+    model = (channel_models if conv_dropout == "channel" else models)[arch]
     assert isinstance(model, MCDropoutNet)
     assert model.num_classes == classes
     x = torch.randn(3, channels, size, size)
@@ -39,7 +59,8 @@ def test_forward_shapes_and_split(models, arch, channels, size, classes, width):
     assert trunk_out.ndim == 2 and trunk_out.shape[0] == 3
     assert torch.allclose(model.head(trunk_out), logits)
     assert not any(isinstance(m, _DropoutNd) for m in model.trunk.modules())
-    assert type(model.head[0]) is nn.Dropout
+    first = ChannelDropout if conv_dropout == "channel" else nn.Dropout
+    assert type(model.head[0]) is first
     assert isinstance(model.head[-1], nn.Linear) and model.head[-1].out_features == classes
     assert isinstance(model.first_dense, nn.Linear)
     assert model.first_dense.out_features == width
@@ -57,6 +78,7 @@ def test_paper_dropout_rates_and_first_dense_input(models):
     assert rates["mnist"] == [0.25, 0.5]
     assert rates["emnist"] == [0.25, 0.25, 0.5]
     assert rates["cifar10"] == [0.25, 0.25, 0.25, 0.5]
+    assert rates["svhn"] == [0.3, 0.3, 0.3, 0.5]
     # MNIST: two valid 4x4 convs then 2x2 pooling: 28 -> 25 -> 22 -> 11, 32 maps.
     assert models["mnist"].first_dense.in_features == 32 * 11 * 11
     # CIFAR: three "same" blocks with pooling: 32 -> 4, 128 maps.
@@ -98,7 +120,7 @@ def test_non_square_and_tuple_image_size():
 
 
 def test_arch_for_dataset():
-    assert arch_for_dataset("svhn") == "cifar10"
+    assert arch_for_dataset("svhn") == "svhn"
     assert arch_for_dataset("fashion-mnist") == "mnist"
     assert arch_for_dataset("cifar100") == "cifar100"
     assert arch_for_dataset("digits") == "digits"
@@ -156,3 +178,61 @@ def test_multiply_adds_counts_conv_and_linear_layers():
     assert total == trunk + multiply_adds(model.head, model.trunk(x))
     with pytest.raises(ValueError, match="x"):
         multiply_adds(conv, torch.zeros(0, 2, 6, 6))
+
+
+def test_channel_networks_drop_as_the_authors_code(channel_models):
+    """gaurav71531/DeAn models.py: Dropout2d on every conv map (0.3 in SVHN's net), after
+    pooling; element-wise dropout only on the dense layer."""
+
+    def drops(arch):
+        return [
+            (type(m).__name__, m.p)
+            for m in channel_models[arch].head.modules()
+            if isinstance(m, _DropoutNd)
+        ]
+
+    channel = "ChannelDropout"
+    assert drops("mnist") == [(channel, 0.25), ("Dropout", 0.5)]
+    assert drops("digits") == [(channel, 0.25), ("Dropout", 0.5)]
+    assert drops("emnist") == [(channel, 0.25), (channel, 0.25), ("Dropout", 0.5)]
+    cifar = [(channel, 0.25), ("Dropout2d", 0.25), (channel, 0.25), ("Dropout", 0.5)]
+    assert drops("cifar10") == cifar
+    assert [p for _, p in drops("svhn")] == [0.3, 0.3, 0.3, 0.5]
+    assert channel_models["emnist"].first_dense.in_features == 128 * 4 * 4
+    assert channel_models["cifar10"].first_dense.in_features == 128 * 4 * 4
+
+
+@pytest.mark.parametrize(("arch", "channels", "size", "classes", "width"), CASES)
+def test_the_dropout_kind_leaves_the_weights_alone(
+    models, channel_models, arch, channels, size, classes, width
+):
+    a, b = list(models[arch].parameters()), list(channel_models[arch].parameters())
+    assert len(a) == len(b)
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    x = torch.randn(2, channels, size, size)
+    models[arch].eval()
+    channel_models[arch].eval()
+    assert torch.allclose(models[arch](x), channel_models[arch](x), atol=1e-5)
+
+
+def test_channel_dropout_zeroes_whole_maps_at_rate_p():
+    layer = ChannelDropout(0.25, channels=32).train()
+    x = torch.rand(400, 32 * 121) + 0.5  # positive, so a zero is a drop
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        out = layer(x).view(400, 32, 121)
+    dropped = (out == 0).all(-1)
+    kept = (out != 0).all(-1)
+    assert torch.equal(dropped | kept, torch.ones_like(dropped))  # a map goes whole
+    assert abs(dropped.float().mean().item() - 0.25) < 0.01  # 12,800 maps: sd 0.004
+    assert torch.allclose(out[kept], (x.view(400, 32, 121) / 0.75)[kept])
+    assert torch.equal(layer.eval()(x), x)
+    with pytest.raises(ValueError, match="channels"):
+        ChannelDropout(0.25, channels=0)
+    with pytest.raises(ValueError, match="C = 32"):
+        layer(torch.rand(3, 100))
+
+
+def test_build_model_rejects_an_unknown_conv_dropout():
+    with pytest.raises(ValueError, match="conv_dropout"):
+        build_model("mnist", 10, 1, 28, conv_dropout="spatial")
