@@ -237,8 +237,17 @@ def test_the_committed_records_label_only_what_differs_from_their_preset():
             plain_runs = [df]
         else:
             plain_runs = []
+            # a folder is one network: its reference is the preset on that network
+            networks = {
+                ExperimentConfig.from_dict(json.loads(p.read_text())["config"]).conv_dropout
+                for p in folder.glob("*.json")
+            }
+            assert len(networks) == 1, (folder, networks)
+            (network,) = networks
             for dataset in df["dataset"].unique():
-                reference = ExperimentConfig.preset(dataset, preset_of(dataset))
+                reference = ExperimentConfig.preset(
+                    dataset, preset_of(dataset), conv_dropout=network
+                )
                 labelled = load_results(folder, reference=reference)
                 labelled = labelled[labelled["dataset"] == dataset]
                 is_plain = labelled["method"] == _plain(labelled)
