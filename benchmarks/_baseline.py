@@ -17,9 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from dean_nb.mc_dropout import inference_modes, max_head_elements, model_device
+from dean_nb.learner.mc_dropout import inference_modes, max_head_elements, model_device
+from dean_nb.learner.training import TrainConfig, batch_loss, make_optimizer
 from dean_nb.runtime import derive_seed, make_generator, seeded_global_rng
-from dean_nb.training import TrainConfig, batch_loss, make_optimizer
 
 
 def contiguous_copy(model: nn.Module) -> nn.Module:

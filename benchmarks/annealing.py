@@ -50,7 +50,7 @@ def make_inputs(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def run_ours(probs: np.ndarray, scores: np.ndarray, args: argparse.Namespace) -> dict:
     import torch
 
-    from dean_nb.annealing import annealed_selection
+    from dean_nb.strategies.annealing import annealed_selection
 
     device = torch.device(args.device)
     p = torch.from_numpy(probs).to(device)

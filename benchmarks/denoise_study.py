@@ -49,13 +49,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dean_nb.data import load_dataset
-from dean_nb.denoise import NoisyChannel, channel_distance, noisy_log_probs
-from dean_nb.denoise_study import EpochRecorder, NoisyLabelRun, train_on_noisy_labels
-from dean_nb.models import MCDropoutNet, build_mlp, build_model
-from dean_nb.oracle import NoisyOracle, symmetric_channel
+from dean_nb.experiment.denoise_study import EpochRecorder, NoisyLabelRun, train_on_noisy_labels
+from dean_nb.learner.denoise import NoisyChannel, channel_distance, noisy_log_probs
+from dean_nb.learner.models import MCDropoutNet, build_mlp, build_model
+from dean_nb.learner.training import TrainConfig
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.oracle import NoisyOracle, symmetric_channel
 from dean_nb.runtime import make_generator, seeded_global_rng
-from dean_nb.training import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,11 @@ from collections.abc import Callable
 import torch
 from _baseline import baseline_mc_dropout_probs, baseline_train, contiguous_copy
 
-from dean_nb import annealing, scoring
-from dean_nb.data import load_dataset
-from dean_nb.mc_dropout import mc_dropout_probs, predict_probs
-from dean_nb.models import build_model, multiply_adds
-from dean_nb.training import TrainConfig, train_model
+from dean_nb.learner.mc_dropout import mc_dropout_probs, predict_probs
+from dean_nb.learner.models import build_model, multiply_adds
+from dean_nb.learner.training import TrainConfig, train_model
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.strategies import annealing, scoring
 
 PAPER_EPOCHS = 50
 PHASES = ("training", "test accuracy", "pool scoring", "sigma", "selection")

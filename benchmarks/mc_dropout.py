@@ -39,7 +39,7 @@ def naive_mc_probs(model, x, n_samples: int, batch_size: int):
     """The straightforward MC dropout: T full forward passes over the pool, dropout on."""
     import torch
 
-    from dean_nb.mc_dropout import inference_modes
+    from dean_nb.learner.mc_dropout import inference_modes
 
     n = x.shape[0]
     out = torch.empty(n_samples, n, model.num_classes, device=x.device)
@@ -54,9 +54,9 @@ def naive_mc_probs(model, x, n_samples: int, batch_size: int):
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from dean_nb import mc_dropout
-    from dean_nb.mc_dropout import mc_dropout_probs
-    from dean_nb.models import build_model
+    from dean_nb.learner import mc_dropout
+    from dean_nb.learner.mc_dropout import mc_dropout_probs
+    from dean_nb.learner.models import build_model
     from dean_nb.runtime import seeded_global_rng
 
     if args.threads:
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from dean_nb import mc_dropout
+    from dean_nb.learner import mc_dropout
 
     head_block = args.max_head_elements or mc_dropout.max_head_elements(torch.device(args.device))
     print(

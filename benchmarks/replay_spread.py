@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from dean_nb.config import ExperimentConfig
-from dean_nb.grid import result_path
-from dean_nb.loop import run_active_learning, torch_threads
-from dean_nb.records import load_run
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.grid import result_path
+from dean_nb.experiment.loop import run_active_learning
+from dean_nb.experiment.records import load_run
+from dean_nb.runtime import torch_threads
 
 RECORDS = Path(__file__).resolve().parents[1] / "book" / "results" / "digits-quick" / "main"
 

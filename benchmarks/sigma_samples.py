@@ -28,11 +28,12 @@ import statistics
 
 import torch
 
-from dean_nb import annealing, scoring
-from dean_nb.config import ExperimentConfig
-from dean_nb.data import load_dataset, make_split
-from dean_nb.loop import train_step_model
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.loop import train_step_model
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.split import make_split
 from dean_nb.runtime import make_generator
+from dean_nb.strategies import annealing, scoring
 
 
 def step0_model(config: ExperimentConfig, data, seed: int):

@@ -51,9 +51,9 @@ import torch.nn.functional as F
 from _baseline import baseline_train
 from torch import nn
 
-from dean_nb.models import build_model, multiply_adds
+from dean_nb.learner.models import build_model, multiply_adds
+from dean_nb.learner.training import TrainConfig, make_optimizer, train_model
 from dean_nb.runtime import derive_seed, make_generator, seeded_global_rng
-from dean_nb.training import TrainConfig, make_optimizer, train_model
 
 VARIANTS: dict[str, dict] = {
     "baseline": {},
@@ -190,7 +190,7 @@ def load_images(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     if args.random:
         x = torch.randn(args.labels, 1, 28, 28, generator=gen)
         return x, torch.randint(0, 10, (args.labels,), generator=gen)
-    from dean_nb.data import load_dataset
+    from dean_nb.problem.datasets import load_dataset
 
     data = load_dataset("fashion-mnist", root=args.root)
     idx = torch.randperm(data.x_train.shape[0], generator=gen)[: args.labels]

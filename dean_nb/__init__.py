@@ -7,13 +7,15 @@ Tensor names carry their axes, in one order: ``K`` is the number of classes, ``N
 data points and ``T`` the MC-dropout samples, so ``probs_T_N_K[t, n, k] = p_t(y = k | x_n)``
 (batchbald_redux, whose naming style this follows, uses ``K`` for the MC samples instead).
 
-One concept per module: ``data``, ``models``, ``oracle`` and ``noise`` (the oracle's
-channels), ``mc_dropout`` (MC-dropout passes, independent or consistent masks), ``scoring``
-(BALD, entropy, sigma), ``clustering`` (sqrt-JS distances, single linkage, median centroids),
-``annealing`` (beta = f(sigma) and the Gibbs batch sampler), ``denoise``, ``strategies``
-(interface, registry, small strategies), ``coreset``, ``batchbald``, ``badge`` and
-``stochastic`` (the larger baselines), ``training``, the experiment modules, ``plots``;
-``validation`` and ``runtime`` hold the checks and the devices/generators they share.
+The folder listing is the architecture; each layer imports only the ones above it here:
+
+- ``runtime``, ``validation``: devices, generators, purpose seeds, threads; the shared checks.
+- ``problem``: the setting: ``datasets``, ``split``, ``oracle`` (channels), ``noise``.
+- ``learner``: ``models`` (the authors' CNNs), ``mc_dropout``, ``training``, ``denoise``.
+- ``strategies``: the interface and registry, ``scoring``, one module per acquisition rule.
+- ``experiment``: the book's lab: config, presets, loop, checkpoint, records, grid, locks.
+- ``analysis``: reading records: results, the paper's claims, tables, verdicts.
+- ``plots``: every figure. ``cli``: ``python -m dean_nb run/report``.
 """
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ touching global random state, so the same seed gives the same selection on CPU.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 
 import torch
@@ -69,3 +70,30 @@ def seeded_global_rng(seed: int, device: DeviceLike = None) -> Iterator[None]:
     with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
         torch.manual_seed(seed)
         yield
+
+
+def purpose_seed(seed: int, purpose: str) -> int:
+    """A 62-bit seed for one purpose of a run (``"oracle"``, ``"model:0"``, ``"train:3"``...).
+
+    A hash of ``(seed, purpose)``: purposes never share a stream, and adding a purpose does
+    not shift the others (unlike drawing child seeds in sequence from one generator).
+    """
+    digest = hashlib.sha256(f"{int(seed)}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 2
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads: int | None):
+    """Run a block with ``torch.set_num_threads(n_threads)``, restoring the old count after.
+
+    ``None`` changes nothing.
+    """
+    if n_threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

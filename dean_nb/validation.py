@@ -18,6 +18,7 @@ __all__ = [
     "check_columns",
     "check_float_range",
     "check_floating",
+    "check_inputs",
     "check_int_range",
     "check_label_range",
     "check_ndim",
@@ -150,3 +151,15 @@ def check_columns(df: object, columns: Iterable[str], source: str = "load_result
     missing = [c for c in columns if c not in present]
     if missing:
         raise ValueError(f"df lacks column(s) {missing}; pass the frame of {source}")
+
+
+def check_inputs(name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when it is a floating-point tensor ``(N, ...)`` with a batch axis; else a
+    ``TypeError``/``ValueError`` naming ``name``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have shape (N, ...) with a batch axis, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x

@@ -17,10 +17,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from dean_nb.config import ExperimentConfig
-from dean_nb.grid import result_path
-from dean_nb.models import build_model
-from dean_nb.records import RunResult, StepRecord
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.grid import result_path
+from dean_nb.experiment.records import RunResult, StepRecord
+from dean_nb.learner.models import build_model
 from dean_nb.runtime import make_generator
 
 #: Significance level of every goodness-of-fit check: a correct sampler fails one in 1000.

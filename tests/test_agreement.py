@@ -4,7 +4,7 @@ class shares of the top picks."""
 import pytest
 import torch
 
-from dean_nb.agreement import (
+from dean_nb.analysis.agreement import (
     mean_pairwise_agreement,
     score_agreement,
     top_class_shares,

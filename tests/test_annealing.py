@@ -13,18 +13,20 @@ from scipy.spatial.distance import jensenshannon
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score
 
-from dean_nb import annealing, clustering
-from dean_nb.annealing import (
+from dean_nb.strategies import annealing, clustering
+from dean_nb.strategies.annealing import (
     BETA_KINDS,
     annealed_batch,
     annealed_selection,
     beta_from_uncertainty,
+    pick_distribution,
+    sample_annealed,
+)
+from dean_nb.strategies.clustering import (
     cluster_points,
     js_distance,
     median_centroids,
     minimum_spanning_tree,
-    pick_distribution,
-    sample_annealed,
     single_linkage,
 )
 

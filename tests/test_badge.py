@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dean_nb import badge, strategies
-from dean_nb.models import build_mlp
+from dean_nb import strategies
+from dean_nb.learner.models import build_mlp
 from dean_nb.runtime import make_generator
-from dean_nb.strategies import AcquisitionContext
+from dean_nb.strategies import badge
+from dean_nb.strategies.base import AcquisitionContext
 
 P_THRESHOLD = 1e-3
 

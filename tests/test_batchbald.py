@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from dean_nb import batchbald, scoring
 from dean_nb.runtime import make_generator
+from dean_nb.strategies import batchbald, scoring
 
 
 def brute_force_joint_entropy(probs_T_B_K: torch.Tensor) -> float:
@@ -127,8 +127,8 @@ def test_consistent_masks_make_copies_redundant_in_the_joint_information():
     information is well below twice their BALD (the second copy adds much less than the
     first), and BatchBALD on a pool of duplicated images never takes both copies of one. With
     independent masks the copies' samples differ and look like more information."""
-    from dean_nb.mc_dropout import mc_dropout_probs
-    from dean_nb.models import build_model
+    from dean_nb.learner.mc_dropout import mc_dropout_probs
+    from dean_nb.learner.models import build_model
 
     model = build_model("digits", 10, 1, 8, seed=0)
     with torch.no_grad():

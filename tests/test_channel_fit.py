@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 
-from dean_nb.channel_fit import channel_fit, fit_table
-from dean_nb.config import ExperimentConfig
-from dean_nb.oracle import pairflip_channel, symmetric_channel
-from dean_nb.records import RunResult, StepRecord
+from dean_nb.analysis.channel_fit import channel_fit, fit_table
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.records import RunResult, StepRecord
+from dean_nb.problem.oracle import pairflip_channel, symmetric_channel
 
 K, EPS = 10, 0.3
 

@@ -15,11 +15,11 @@ import json
 import pytest
 import torch
 
-from dean_nb import loop
-from dean_nb.config import ExperimentConfig
-from dean_nb.grid import checkpoint_path, result_path, run_grid
-from dean_nb.loop import run_active_learning
-from dean_nb.records import RunResult
+from dean_nb.experiment import loop
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.grid import checkpoint_path, result_path, run_grid
+from dean_nb.experiment.loop import run_active_learning
+from dean_nb.experiment.records import RunResult
 
 SMALL = dict(epochs=2, n_steps=3, acquisition_size=10, n_mc_samples=3, quiet=True)
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dean_nb import grid, strategies
-from dean_nb.__main__ import build_parser, grid_of_command, main, parse_epsilons, parse_seeds
-from dean_nb.grid import result_path
-from dean_nb.oracle import pairflip_channel
+from dean_nb import strategies
+from dean_nb.cli import build_parser, grid_of_command, main, parse_epsilons, parse_seeds
+from dean_nb.experiment import grid
+from dean_nb.experiment.grid import result_path
+from dean_nb.problem.oracle import pairflip_channel
 
 TINY = ["--override", "epochs=2", "n_steps=1", "acquisition_size=10", "n_mc_samples=3"]
 
@@ -446,7 +447,7 @@ def test_grid_of_command_is_the_grid_run_computes(tmp_path, capsys, monkeypatch)
     # and `run` itself counts exactly these runs, all of them found in --out
     for config in configs:
         result_path(config, tmp_path).write_text("{}")
-    monkeypatch.setattr("dean_nb.__main__.run_grid", lambda *args, **kwargs: grid.GridPaths())
+    monkeypatch.setattr("dean_nb.cli.run_grid", lambda *args, **kwargs: grid.GridPaths())
     assert main(["run", *words, "--out", str(tmp_path)]) == 0
     assert f"{len(configs)} runs ({len(configs)} already" in capsys.readouterr().out
 

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dean_nb import compare
-from dean_nb.__main__ import main
-from dean_nb.compare import (
+from dean_nb.analysis import claims, results
+from dean_nb.analysis.results import (
     RESULT_COLUMNS,
     SkippedRecordWarning,
     config_id,
@@ -32,8 +31,10 @@ from dean_nb.compare import (
     summary_table,
     uncertainty_table,
 )
-from dean_nb.config import ExperimentConfig, method_label, preset_of
-from dean_nb.records import RunResult, StepRecord, load_run
+from dean_nb.cli import main
+from dean_nb.experiment.config import ExperimentConfig, method_label
+from dean_nb.experiment.presets import preset_of
+from dean_nb.experiment.records import RunResult, StepRecord, load_run
 
 BOOK_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 
@@ -146,10 +147,10 @@ def test_labels_against_a_reference_keep_its_runs_plain(tmp_path, write_record, 
     assert plain.drop(columns="method").equals(df.drop(columns="method"))
     # label_against names a configuration as the frame will, before any run exists
     ref = quick()
-    assert compare.label_against(quick(strategy="dean", beta_scale=1.0), ref) == (
+    assert results.label_against(quick(strategy="dean", beta_scale=1.0), ref) == (
         "dean [beta_scale=1.0]"
     )
-    assert compare.label_against(quick(strategy="bald", epsilon=0.3, denoise=True), ref) == (
+    assert results.label_against(quick(strategy="bald", epsilon=0.3, denoise=True), ref) == (
         "bald+denoise"
     )
     # a reference of another dataset or seed labels the same way: those are columns
@@ -172,9 +173,9 @@ def test_paired_gaps_never_pair_two_configurations(tmp_path, write_record):
     write_record(tmp_path, 0.2, strategy="dean", seed=0, epochs=5)
     write_record(tmp_path, 0.5, strategy="random", seed=0)
     df = load_results(tmp_path)
-    gap = compare.paired_gap(df, method="dean", baselines=["random"], epsilon=0.0, n_acquired=20)
+    gap = claims.paired_gap(df, method="dean", baselines=["random"], epsilon=0.0, n_acquired=20)
     assert gap.n_seeds == 0  # "dean" is ambiguous here: not measured, rather than averaged
-    labelled = compare.paired_gap(
+    labelled = claims.paired_gap(
         df, method="dean [epochs=5]", baselines=["random"], epsilon=0.0, n_acquired=20
     )
     assert labelled.mean == pytest.approx(0.2 - 0.5)
@@ -291,7 +292,7 @@ def test_paired_gap_is_the_mean_and_stderr_of_per_seed_differences():
     for seed in range(5):
         data["random", 0.0, seed] = [0.5, base[seed], 0.9]
         data["dean", 0.0, seed] = [0.5, base[seed] + diffs[seed], 0.9]
-    gap = compare.paired_gap(
+    gap = claims.paired_gap(
         frame(data), method="dean", baselines=("random",), epsilon=0.0, n_acquired=200
     )
     assert gap.n_seeds == 5 and gap.baseline == "random"
@@ -314,22 +315,22 @@ def test_only_seeds_both_methods_have_are_paired_and_the_best_baseline_counts():
         ("dean", 0.0, 0): [0.5, 0.99, 0.9],  # another noise level: ignored
     }
     df = frame(data)
-    gap = compare.paired_gap(
+    gap = claims.paired_gap(
         df, method="dean", baselines=("bald", "entropy"), epsilon=0.3, n_acquired=200
     )
     # entropy's mean over its seeds (0.49) is below bald's (0.61), so bald is the baseline
     assert gap.baseline == "bald"
     assert gap.n_seeds == 2 and gap.mean == pytest.approx(0.10)
-    gap = compare.paired_gap(df, method="dean", baselines=("entropy",), epsilon=0.3, n_acquired=200)
+    gap = claims.paired_gap(df, method="dean", baselines=("entropy",), epsilon=0.3, n_acquired=200)
     assert gap.n_seeds == 2 and gap.mean == pytest.approx(0.02)
 
 
 def test_missing_records_give_no_gap_and_a_not_measured_verdict():
     df = frame({("random", 0.0, 0): [0.5, 0.6, 0.7]})
-    gap = compare.paired_gap(df, method="dean", baselines=("random",), epsilon=0.0, n_acquired=200)
+    gap = claims.paired_gap(df, method="dean", baselines=("random",), epsilon=0.0, n_acquired=200)
     assert gap.n_seeds == 0 and math.isnan(gap.mean)
-    assert compare.verdict(gap, -0.01) == "not measured"
-    gap = compare.paired_gap(df, method="random", baselines=("bald",), epsilon=0.0, n_acquired=200)
+    assert claims.verdict(gap, -0.01) == "not measured"
+    gap = claims.paired_gap(df, method="random", baselines=("bald",), epsilon=0.0, n_acquired=200)
     assert gap.n_seeds == 0 and gap.baseline == "bald"
 
 
@@ -345,18 +346,18 @@ def test_missing_records_give_no_gap_and_a_not_measured_verdict():
     ],
 )
 def test_verdict(mean, stderr, n, expected):
-    gap = compare.PairedGap("dean", "random", 0.0, 200, mean, stderr, n)
-    assert compare.verdict(gap, -0.01) == expected
+    gap = claims.PairedGap("dean", "random", 0.0, 200, mean, stderr, n)
+    assert claims.verdict(gap, -0.01) == expected
 
 
 def test_paper_claims_reproduce_the_papers_mnist_gaps():
-    claims = compare.paper_claims(200, 1000)
-    gaps = [compare.paper_gap(c) for c in claims]
+    paper = claims.paper_claims(200, 1000)
+    gaps = [claims.paper_gap(c) for c in paper]
     assert np.allclose(gaps, [-0.001, 0.004, 0.001, -0.002, 0.053], atol=1e-9)
-    assert [c.threshold for c in claims] == [-0.01] * 4 + [0.01]
+    assert [c.threshold for c in paper] == [-0.01] * 4 + [0.01]
     # the paper has no number at other points: NaN, not a wrong gap
-    assert all(math.isnan(compare.paper_gap(c)) for c in compare.paper_claims(100, 500))
-    assert math.isnan(compare.paper_gap(compare.paper_claims(200, 1000, noisy_epsilon=0.1)[1]))
+    assert all(math.isnan(claims.paper_gap(c)) for c in claims.paper_claims(100, 500))
+    assert math.isnan(claims.paper_gap(claims.paper_claims(200, 1000, noisy_epsilon=0.1)[1]))
 
 
 def test_claims_table_holds_every_claim():
@@ -366,13 +367,13 @@ def test_claims_table_holds_every_claim():
             for eps in (0.0, 0.3):
                 data[method, eps, seed] = [0.5, acc + 0.001 * seed, acc + 0.1]
         data["dean+denoise", 0.3, seed] = [0.5, 0.7, 0.9 + 0.001 * seed]
-    table = compare.claims_table(frame(data), compare.paper_claims(200, 400))
+    table = claims.claims_table(frame(data), claims.paper_claims(200, 400))
     assert len(table) == 5 and (table["n_seeds"] == 3).all()
     assert table["gap"].to_numpy() == pytest.approx([0.01, 0.01, 0.05, 0.05, 0.091])
     assert list(table["verdict"]) == ["yes"] * 5  # 3 seeds that agree: settled
     # the paper reports 200 acquired labels but no 400-label point
     assert list(table["paper_verdict"]) == ["yes", "yes", "", "", ""]
-    text = compare.format_claims(table).to_string(index=False)
+    text = claims.format_claims(table).to_string(index=False)
     assert "+0.091 ± 0.001" in text and "n/a" in text and "3/3" in text
     assert (table["n_better"] == 3).all()
 
@@ -380,14 +381,14 @@ def test_claims_table_holds_every_claim():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: compare.paper_claims(200, 1000, margin=1.5), "margin must lie in [0, 1)"),
-        (lambda: compare.paper_claims(200, 1000, noisy_epsilon=0.0), "noisy_epsilon must lie"),
+        (lambda: claims.paper_claims(200, 1000, margin=1.5), "margin must lie in [0, 1)"),
+        (lambda: claims.paper_claims(200, 1000, noisy_epsilon=0.0), "noisy_epsilon must lie"),
         (
-            lambda: compare.Claim("x", 0.0, 200, "dean", (), 0.0),
+            lambda: claims.Claim("x", 0.0, 200, "dean", (), 0.0),
             "baselines must name at least one method",
         ),
         (
-            lambda: compare.paired_gap(
+            lambda: claims.paired_gap(
                 pd.DataFrame({"seed": [0]}),
                 method="dean",
                 baselines=("random",),
@@ -397,7 +398,7 @@ def test_claims_table_holds_every_claim():
             "df lacks column(s)",
         ),
         (
-            lambda: compare.paired_gap(
+            lambda: claims.paired_gap(
                 pd.concat(
                     [
                         frame({("dean", 0.0, 0): [0.5, 0.6, 0.7]}),
@@ -450,8 +451,8 @@ def test_report_prints_and_saves_the_claims(tmp_path, capsys):
     saved = pd.read_csv(tmp_path / "report" / "claims_digits.csv")
     assert list(saved["n_acquired"]) == [50, 50, 100, 100, 100]  # first and last acquisition
     assert saved["gap"].to_numpy() == pytest.approx([0.02, 0.02, 0.03, 0.03, 0.03])
-    expected = compare.claims_table(load_results(tmp_path), compare.paper_claims(50, 100))
-    assert compare.format_claims(expected).to_string(index=False) in printed
+    expected = claims.claims_table(load_results(tmp_path), claims.paper_claims(50, 100))
+    assert claims.format_claims(expected).to_string(index=False) in printed
     # --early/--late pick other points; a bad margin is named
     assert main(["report", str(tmp_path), "--out", str(tmp_path), "--late", "50"]) == 0
     assert list(pd.read_csv(tmp_path / "claims_digits.csv")["n_acquired"]) == [50] * 5
@@ -474,6 +475,6 @@ def test_an_empty_frame_has_no_gap():
     empty = pd.DataFrame(
         columns=["dataset", "method", "epsilon", "seed", "n_acquired", "test_accuracy"]
     )
-    gap = compare.paired_gap(empty, method="dean", baselines=("random",), epsilon=0, n_acquired=1)
+    gap = claims.paired_gap(empty, method="dean", baselines=("random",), epsilon=0, n_acquired=1)
     assert gap.n_seeds == 0
-    assert (compare.claims_table(empty, compare.paper_claims(200, 1000))["n_seeds"] == 0).all()
+    assert (claims.claims_table(empty, claims.paper_claims(200, 1000))["n_seeds"] == 0).all()

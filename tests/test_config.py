@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from dean_nb.config import PRESETS, ExperimentConfig, parse_override, preset_of
+from dean_nb.experiment.config import ExperimentConfig, parse_override
+from dean_nb.experiment.presets import PRESETS, preset_of
 
 
 def test_config_json_round_trip_and_presets(quick):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dean_nb import coreset
 from dean_nb.runtime import make_generator
+from dean_nb.strategies import coreset
 
 
 def test_k_center_picks_the_farthest_point_first():

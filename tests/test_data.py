@@ -20,19 +20,18 @@ import torch
 import torchvision.datasets.cifar
 import torchvision.datasets.svhn
 
-from dean_nb import data
-from dean_nb.data import (
+from dean_nb.problem import datasets
+from dean_nb.problem.datasets import (
     DATASETS,
     DEBIAN_FASHION_MNIST,
     DIGITS_TEST_SIZE,
     NORMALISATION,
     Dataset,
-    Split,
     fixed_stratified_split,
     load_dataset,
-    make_split,
     resolve_root,
 )
+from dean_nb.problem.split import Split, make_split
 
 # --------------------------------------------------------------------------- file writers
 
@@ -57,7 +56,7 @@ def idx_arrays(rng: np.random.Generator, n_train: int, n_test: int, num_classes:
 
 def write_idx_set(folder: Path, name: str, arrays, *, gz: bool = False) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for filename, array in zip(data._idx_files(name), arrays, strict=True):
+    for filename, array in zip(datasets._idx_files(name), arrays, strict=True):
         write_idx(folder / filename, array, gz=gz)
 
 
@@ -288,10 +287,10 @@ def test_unknown_name_lists_choices():
 
 
 def test_resolve_root(monkeypatch, tmp_path):
-    monkeypatch.setenv(data.ROOT_ENV_VAR, str(tmp_path / "env"))
+    monkeypatch.setenv(datasets.ROOT_ENV_VAR, str(tmp_path / "env"))
     assert resolve_root("mnist") == tmp_path / "env"
     assert resolve_root("cifar10", tmp_path) == tmp_path
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     assert resolve_root("fashion-mnist") == tmp_path / "env"  # Debian folder absent
     (tmp_path / "debian").mkdir()
     assert resolve_root("Fashion_MNIST") == tmp_path / "debian"
@@ -319,7 +318,7 @@ def test_idx_datasets_load_from_real_format(tmp_path, name, layout):
     assert ds.x_train.is_contiguous()
     if layout != "torchvision-raw":  # staging left nothing behind in the user's folder
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            f + (".gz" if layout.endswith("gz") else "") for f in data._idx_files(name)
+            f + (".gz" if layout.endswith("gz") else "") for f in datasets._idx_files(name)
         )
 
 
@@ -408,7 +407,7 @@ def test_missing_idx_file_is_reported_not_half_loaded(tmp_path):
 
 
 def test_debian_fashion_mnist_real_files():
-    files = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in data._idx_files("fashion-mnist")]
+    files = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in datasets._idx_files("fashion-mnist")]
     if not all(f.is_file() for f in files):
         pytest.skip(
             f"Debian package dataset-fashion-mnist is not installed (no IDX files in "

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dean_nb.denoise import (
+from dean_nb.learner.denoise import (
     DEFAULT_INIT_DIAGONAL,
     DEFAULT_SOFTMAX_LR,
     ChannelModel,
@@ -19,9 +19,9 @@ from dean_nb.denoise import (
     project_to_simplex_columns,
     trust_weight,
 )
-from dean_nb.models import MCDropoutNet, build_mlp
-from dean_nb.oracle import NoisyOracle, check_channel, symmetric_channel
-from dean_nb.training import TrainConfig, evaluate_accuracy, make_optimizer, train_model
+from dean_nb.learner.models import MCDropoutNet, build_mlp
+from dean_nb.learner.training import TrainConfig, evaluate_accuracy, make_optimizer, train_model
+from dean_nb.problem.oracle import NoisyOracle, check_channel, symmetric_channel
 from dean_nb.validation import check_probabilities
 
 PARAMS = ["projected", "softmax"]

@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dean_nb.data import load_dataset
-from dean_nb.denoise import near_identity
-from dean_nb.denoise_study import (
+from dean_nb.experiment.denoise_study import (
     CHANNEL_VARIANTS,
     EpochRecorder,
     channel_for,
@@ -15,9 +13,11 @@ from dean_nb.denoise_study import (
     summarise,
     train_on_noisy_labels,
 )
-from dean_nb.models import build_mlp
-from dean_nb.oracle import NoisyOracle, check_channel, pairflip_channel, symmetric_channel
-from dean_nb.training import TrainConfig, train_model
+from dean_nb.learner.denoise import near_identity
+from dean_nb.learner.models import build_mlp
+from dean_nb.learner.training import TrainConfig, train_model
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.oracle import NoisyOracle, check_channel, pairflip_channel, symmetric_channel
 
 K, DIM, N = 3, 6, 48
 

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dean_nb import grid
-from dean_nb.compare import load_results
-from dean_nb.config import ExperimentConfig, run_key
-from dean_nb.grid import make_grid, result_path, run_grid
+from dean_nb.analysis.results import load_results
+from dean_nb.experiment import grid
+from dean_nb.experiment.config import ExperimentConfig, run_key
+from dean_nb.experiment.grid import make_grid, result_path, run_grid
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import math
 import pandas as pd
 import pytest
 
-from dean_nb.compare import PairedGap
-from dean_nb.head_to_head import HEAD_TO_HEAD_COLUMNS, format_table, head_to_head, outcome
+from dean_nb.analysis.claims import PairedGap
+from dean_nb.analysis.head_to_head import HEAD_TO_HEAD_COLUMNS, format_table, head_to_head, outcome
 
 
 def gap(mean: float, stderr: float = 0.001, n: int = 5) -> PairedGap:

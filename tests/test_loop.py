@@ -17,11 +17,13 @@ import pytest
 import torch
 from scipy import stats
 
-from dean_nb import strategies, training
-from dean_nb.config import ExperimentConfig
-from dean_nb.data import load_dataset, make_split
-from dean_nb.loop import run_active_learning, train_step_model
-from dean_nb.records import RunResult, StepRecord
+from dean_nb import strategies
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.loop import run_active_learning, train_step_model
+from dean_nb.experiment.records import RunResult, StepRecord
+from dean_nb.learner import training
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.split import make_split
 
 # Small but honest: 20 clean initial labels, one acquisition of 60, 40 epochs (seconds on CPU).
 FAST = dict(n_steps=1, acquisition_size=60, epochs=40, n_mc_samples=10, quiet=True)

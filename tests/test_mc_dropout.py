@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-import dean_nb.mc_dropout as mc_dropout
-from dean_nb.mc_dropout import keep_mask, mc_dropout_probs
-from dean_nb.models import ChannelDropout, build_mlp, build_model
+from dean_nb.learner import mc_dropout
+from dean_nb.learner.mc_dropout import inference_modes, keep_mask, mc_dropout_probs
+from dean_nb.learner.models import ChannelDropout, build_mlp, build_model
 from dean_nb.runtime import seeded_global_rng
-from dean_nb.scoring import bald, inference_modes
+from dean_nb.strategies.scoring import bald
 
 
 def _unfused(model: nn.Module) -> nn.Module:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from dean_nb.models import (
+from dean_nb.learner.models import (
     ARCHS,
     CONV_DROPOUTS,
     ChannelDropout,
@@ -153,7 +153,7 @@ def test_mcdropoutnet_rejects_dropout_in_trunk():
 
 
 def test_build_mlp_splits_trunk_and_head_and_is_seeded():
-    from dean_nb.models import build_mlp
+    from dean_nb.learner.models import build_mlp
 
     a, b = build_mlp(5, 3, width=16, seed=4), build_mlp(5, 3, width=16, seed=4)
     assert not any(isinstance(m, nn.Dropout) for m in a.trunk.modules())

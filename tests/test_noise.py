@@ -18,13 +18,19 @@ import pytest
 import torch
 from scipy import stats
 
-from dean_nb import replay
-from dean_nb.compare import load_results, summary_table
-from dean_nb.config import ExperimentConfig, run_key
-from dean_nb.data import load_dataset
-from dean_nb.loop import oracle_answers, purpose_seed, run_active_learning
-from dean_nb.noise import flip_rate, matrix_digest, read_channel_file
-from dean_nb.oracle import NoisyOracle, empirical_channel, pairflip_channel, symmetric_channel
+from dean_nb.analysis.results import load_results, summary_table
+from dean_nb.experiment import replay
+from dean_nb.experiment.config import ExperimentConfig, run_key
+from dean_nb.experiment.loop import oracle_answers, run_active_learning
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.noise import flip_rate, matrix_digest, read_channel_file
+from dean_nb.problem.oracle import (
+    NoisyOracle,
+    empirical_channel,
+    pairflip_channel,
+    symmetric_channel,
+)
+from dean_nb.runtime import purpose_seed
 
 K = 10  # digits
 _IDENTITY_TENSOR = torch.eye(K, dtype=torch.float64)

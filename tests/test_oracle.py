@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dean_nb.oracle import (
+from dean_nb.problem.oracle import (
     NoisyOracle,
     channel_information_bits,
     check_channel,

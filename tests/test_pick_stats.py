@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dean_nb import annealing
-from dean_nb.pick_stats import (
+from dean_nb.strategies import annealing, clustering
+from dean_nb.analysis.pick_stats import (
     batch_diversity,
     chi_square_gof,
     first_picks,
@@ -22,8 +22,8 @@ def pool():
     g = torch.Generator().manual_seed(0)
     probs = torch.softmax(3 * torch.randn(80, 4, generator=g), 1).double()
     scores = torch.rand(80, generator=g, dtype=torch.float64) + 0.1
-    labels = annealing.cluster_points(probs, 10)
-    centroids = annealing.median_centroids(labels, scores)
+    labels = clustering.cluster_points(probs, 10)
+    centroids = clustering.median_centroids(labels, scores)
     return probs, scores, labels, centroids, scores[centroids]
 
 

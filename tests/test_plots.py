@@ -15,9 +15,10 @@ import pytest
 import torch
 from matplotlib.text import Text
 
-from dean_nb import oracle, plots
-from dean_nb.compare import load_results
-from dean_nb.oracle import symmetric_channel
+from dean_nb import plots
+from dean_nb.analysis.results import load_results
+from dean_nb.problem import oracle
+from dean_nb.problem.oracle import symmetric_channel
 
 WIDTH = 8.0  # the bound: about 8 in at 100 dpi
 
@@ -306,7 +307,7 @@ def test_claim_gaps_shows_every_claim_ours_beside_the_papers():
 
 
 def test_head_to_head_gaps_one_panel_per_point_every_rival_labelled():
-    from dean_nb.head_to_head import head_to_head
+    from dean_nb.analysis.head_to_head import head_to_head
 
     df = frame(epsilons=(0.0, 0.3), strategies=("random", "bald", "dean"))
     df["n_acquired"] = df["n_labels"] - 20

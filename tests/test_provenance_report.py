@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from dean_nb import provenance_report as pr
-from dean_nb.compare import load_results
-from dean_nb.config import ExperimentConfig
-from dean_nb.grid import result_path
-from dean_nb.records import RunResult, StepRecord
+from dean_nb.analysis import provenance_report as pr
+from dean_nb.analysis.results import load_results
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.grid import result_path
+from dean_nb.experiment.records import RunResult, StepRecord
 
 
 def record(seed: int, walls, **prov) -> RunResult:

@@ -12,9 +12,9 @@ import stat
 
 import pytest
 
-from dean_nb import records
-from dean_nb.loop import run_active_learning
-from dean_nb.records import atomic_write_json, load_run
+from dean_nb.experiment import records
+from dean_nb.experiment.loop import run_active_learning
+from dean_nb.experiment.records import atomic_write_json, load_run
 
 
 def test_run_result_json_round_trip(tmp_path, tiny):

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dean_nb import annealing, replay
-from dean_nb.config import ExperimentConfig
-from dean_nb.loop import run_active_learning
-from dean_nb.records import RunResult
+from dean_nb.experiment import replay
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.loop import run_active_learning
+from dean_nb.experiment.records import RunResult
+from dean_nb.strategies import annealing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,7 +124,7 @@ def test_default_kernels_replay_passes_the_tolerant_check(stored, tmp_path):
     """Another kind of machine, for real: torch's non-vectorised kernels in a subprocess."""
     path = stored.to_json(tmp_path / "stored.json")
     script = (
-        "import sys; from dean_nb import loop, records, replay\n"
+        "import sys; from dean_nb.experiment import loop, records, replay\n"
         "stored = records.load_run(sys.argv[1])\n"
         "fresh = loop.run_active_learning(stored.config)\n"
         "report = replay.check_replay(stored, fresh)\n"

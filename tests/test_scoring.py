@@ -6,16 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-import dean_nb.mc_dropout as mc_dropout
-from dean_nb.models import build_model
+from dean_nb.learner import mc_dropout
+from dean_nb.learner.mc_dropout import inference_modes, mc_dropout_probs, predict_probs
+from dean_nb.learner.models import build_model
 from dean_nb.runtime import seeded_global_rng
-from dean_nb.scoring import (
+from dean_nb.strategies.scoring import (
     bald,
     expected_entropy,
-    inference_modes,
-    mc_dropout_probs,
     model_uncertainty,
-    predict_probs,
     predictive_entropy,
     variation_ratio,
 )

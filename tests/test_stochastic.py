@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from dean_nb import scoring, stochastic, strategies
-from dean_nb.models import build_model
+from dean_nb import strategies
+from dean_nb.learner import mc_dropout
+from dean_nb.learner.models import build_model
 from dean_nb.runtime import make_generator
-from dean_nb.strategies import AcquisitionContext
+from dean_nb.strategies import scoring, stochastic
+from dean_nb.strategies.base import AcquisitionContext
 
 P_THRESHOLD = 1e-3
 NAMES = ("power-bald", "softmax-bald", "power-entropy")
@@ -214,7 +216,7 @@ def test_strategy_draws_from_the_weights_of_its_scores(name, ctx_for):
     selection = strategy.select(ctx)
     # the same draws by hand: MC-dropout passes, the score, then Gumbel-top-k of its weights
     gen = make_generator(4)
-    probs = scoring.mc_dropout_probs(ctx.model, ctx.x_pool, T_MC, generator=gen)
+    probs = mc_dropout.mc_dropout_probs(ctx.model, ctx.x_pool, T_MC, generator=gen)
     if name == "power-entropy":
         scores = scoring.predictive_entropy(probs)
     else:

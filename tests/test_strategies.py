@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 
-from dean_nb import annealing, scoring, strategies
-from dean_nb.config import ExperimentConfig, run_key
-from dean_nb.models import build_model
+from dean_nb import strategies
+from dean_nb.experiment.config import ExperimentConfig, run_key
+from dean_nb.learner import mc_dropout
+from dean_nb.learner.models import build_model
 from dean_nb.runtime import make_generator
-from dean_nb.strategies import AcquisitionContext
+from dean_nb.strategies import annealing, scoring
+from dean_nb.strategies.base import AcquisitionContext
 
 ALL_NAMES = (
     "random",
@@ -139,7 +141,7 @@ def test_top_k_breaks_ties_towards_the_lower_index():
 
 def test_entropy_picks_the_highest_predictive_entropies(model, data):
     selection = strategies.get("entropy").select(make_ctx(model, data))
-    expected = scoring.predictive_entropy(scoring.predict_probs(model, data["pool"]))
+    expected = scoring.predictive_entropy(mc_dropout.predict_probs(model, data["pool"]))
     torch.testing.assert_close(selection.scores, expected)
     top = set(torch.topk(expected, BUDGET).indices.tolist())
     assert set(selection.indices.tolist()) == top
@@ -147,7 +149,7 @@ def test_entropy_picks_the_highest_predictive_entropies(model, data):
 
 def test_bald_picks_the_highest_bald_scores(model, data):
     selection = strategies.get("bald").select(make_ctx(model, data, seed=3))
-    probs = scoring.mc_dropout_probs(model, data["pool"], T_MC, generator=make_generator(3))
+    probs = mc_dropout.mc_dropout_probs(model, data["pool"], T_MC, generator=make_generator(3))
     expected = scoring.bald(probs)
     torch.testing.assert_close(selection.scores, expected)
     assert set(selection.indices.tolist()) == set(torch.topk(expected, BUDGET).indices.tolist())
@@ -194,7 +196,7 @@ def test_dean_records_sigma_and_beta(model, data):
 
 def _generator_after_pool_pass(model, data, seed: int) -> torch.Generator:
     gen = make_generator(seed)
-    scoring.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
+    mc_dropout.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
     return gen
 
 
@@ -212,7 +214,7 @@ def test_dean_with_certain_model_picks_cluster_centroids(model, data):
         assert math.isinf(selection.beta)  # sigma -> 0 gives beta -> inf
         # the same draws, done by hand: MC dropout on the pool, then the annealed sampler
         gen = make_generator(seed)
-        probs = scoring.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
+        probs = mc_dropout.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
         expected = annealing.annealed_selection(
             probs.mean(0), scoring.bald(probs), budget, math.inf, n_clusters, generator=gen
         )
@@ -246,7 +248,7 @@ def test_dean_with_fixed_beta_uses_it_at_any_sigma(model, data, beta):
         assert selection.beta == beta and selection.sigma == sigma
         # the annealed sampler at that beta, by hand on the same draws
         gen = make_generator(6)
-        probs = scoring.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
+        probs = mc_dropout.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
         expected = annealing.annealed_batch(
             probs.mean(0), scoring.bald(probs), BUDGET, beta, n_clusters, generator=gen
         )
@@ -275,7 +277,7 @@ def test_dean_with_fixed_infinite_beta_picks_centroids(model, data):
     for seed in range(3):
         selection = strategy.select(make_ctx(model, data, seed=seed, sigma=0.9, budget=budget))
         gen = make_generator(seed)
-        probs = scoring.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
+        probs = mc_dropout.mc_dropout_probs(model, data["pool"], T_MC, generator=gen)
         expected = annealing.annealed_selection(
             probs.mean(0), scoring.bald(probs), budget, math.inf, n_clusters, generator=gen
         )
@@ -314,7 +316,7 @@ def test_pool_subset_maps_indices_back_to_the_full_pool(model, data):
     selection = strategies.select_from_pool("entropy", ctx, pool_subset=20)
     scored = torch.isfinite(selection.scores)
     assert int(scored.sum()) == 20
-    entropy = scoring.predictive_entropy(scoring.predict_probs(model, data["pool"]))
+    entropy = scoring.predictive_entropy(mc_dropout.predict_probs(model, data["pool"]))
     torch.testing.assert_close(selection.scores[scored], entropy[scored])
     subset = scored.nonzero().squeeze(1)
     top_in_subset = subset[torch.topk(entropy[subset], BUDGET).indices]

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dean_nb import tables
-from dean_nb.compare import paired_gap, summary_table
-from dean_nb.config import ExperimentConfig
-from dean_nb.data import NUM_CLASSES
+from dean_nb.analysis import tables
+from dean_nb.analysis.claims import paired_gap
+from dean_nb.analysis.results import summary_table
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.problem.datasets import NUM_CLASSES
 
 STRATEGIES = ("random", "bald", "dean")
 EPSILONS = (0.0, 0.3)

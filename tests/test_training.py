@@ -4,15 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from dean_nb.data import load_dataset
-from dean_nb.models import build_model
-from dean_nb.training import (
+from dean_nb.learner.models import build_model
+from dean_nb.learner.training import (
     TrainConfig,
     batch_loss,
     evaluate_accuracy,
     make_optimizer,
     train_model,
 )
+from dean_nb.problem.datasets import load_dataset
 
 FAST = TrainConfig(epochs=15)
 

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from dean_nb import scoring, strategies
-from dean_nb.__main__ import parse_epsilons
-from dean_nb.config import ExperimentConfig, run_key
-from dean_nb.grid import make_grid, result_path
+from dean_nb import strategies
+from dean_nb.cli import parse_epsilons
+from dean_nb.experiment.config import ExperimentConfig, run_key
+from dean_nb.experiment.grid import make_grid, result_path
+from dean_nb.strategies import scoring
 from dean_nb.validation import check_float_range, check_int_range
 
 BOOK_RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"

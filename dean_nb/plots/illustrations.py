@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..denoise import trust_weight
-from ..oracle import symmetric_information_bits
+from dean_nb.learner.denoise import trust_weight
+from dean_nb.problem.oracle import symmetric_information_bits
+
 from .style import FONT, MAX_WIDTH, SMALL, as_matrix, heatmap, panel_grid
 
 __all__ = [

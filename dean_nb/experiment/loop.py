@@ -1,0 +1,339 @@
+"""The active-learning loop: one run of Algorithm 1 (Algorithm 2 with a noisy oracle).
+
+Chapter "Experiments" (and every results chapter). One *run* (:func:`run_active_learning`) is
+Algorithm 1 of the paper (Algorithm 2 with a noisy oracle and, optionally, the denoising layer
+of section 4):
+
+1. split the training set into an initial labelled set (``initial_per_class`` images of every
+   class), a fixed validation set and the pool (:func:`dean_nb.data.make_split`; the same split
+   for every strategy at a given seed);
+2. at every step: build a fresh model, train it from scratch on the labelled set
+   (:func:`train_step_model`; through a :class:`dean_nb.denoise.NoisyChannel` when
+   ``denoise``; the base model is what gets scored, selects and is evaluated), record its
+   clean test accuracy and its uncertainty ``sigma`` (mean variation ratio on the validation
+   set);
+3. unless it is the last step: select a batch of ``b`` pool images with the strategy, ask the
+   noisy oracle for their labels, move them from the pool to the labelled set.
+
+Only acquired labels go through the oracle (the K-ary symmetric channel of eq. 1, or the
+channel ``config.noise`` names: :mod:`dean_nb.noise`): the initial and validation sets stay
+clean, as in the authors' runs. The oracle answers are drawn once per
+training image at the start of a run (:func:`oracle_answers`), so a given image gets the same
+(possibly wrong) label whichever strategy asks for it at that seed: strategies are compared on
+common random numbers.
+
+The split is drawn with ``config.seed`` itself (so ``make_split(..., seed)`` in a chapter shows
+the very sets a run used); every other random draw has its own generator derived from
+``config.seed`` and a purpose string (:func:`purpose_seed`): the oracle, and each step's model
+initialisation, training, sigma and selection (including the pool subset). The same seed
+therefore gives the same selected indices on CPU, every strategy starts from the same initial
+model, and changing one purpose (say, the strategy) leaves the others' draws untouched.
+
+A run can keep its finished steps in a checkpoint file, rewritten atomically after every step;
+a killed run resumes from its last finished step and gives the record of an uninterrupted run
+(see :func:`run_active_learning`). The loop trusts its :class:`~dean_nb.config.ExperimentConfig`:
+every field was validated when the configuration was built.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from dean_nb import strategies
+from dean_nb.experiment.checkpoint import read_checkpoint, resume_state, write_checkpoint
+from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.records import RunResult, StepRecord, provenance
+from dean_nb.learner import training
+from dean_nb.learner.denoise import NoisyChannel
+from dean_nb.learner.models import arch_for_dataset, build_model
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.oracle import NoisyOracle
+from dean_nb.problem.split import make_split
+from dean_nb.runtime import make_generator, purpose_seed, resolve_device, torch_threads
+from dean_nb.strategies import scoring
+
+__all__ = [
+    "oracle_answers",
+    "run_active_learning",
+    "train_step_model",
+]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_dataset(name: str, root: str | None, download: bool):
+    return load_dataset(name, root=root, download=download)
+
+
+def oracle_answers(config: ExperimentConfig) -> torch.Tensor:
+    """The noisy oracle's answer for every training image of a run, ``(N_train,)`` int64.
+
+    The oracle (its channel :meth:`~dean_nb.config.ExperimentConfig.oracle_channel`: the
+    K-ary symmetric channel of eq. 1 with ``config.epsilon`` unless ``config.noise`` names
+    another) answers every training image once, up front, from its own seeded generator: common random numbers across
+    strategies, and integers that no float kernel can change. Only acquired indices are ever
+    read.
+    """
+    data = _cached_dataset(config.dataset, config.root, config.download)
+    oracle = NoisyOracle(config.oracle_channel(), seed=purpose_seed(config.seed, "oracle"))
+    return oracle.label(data.y_train)
+
+
+def run_active_learning(
+    config: ExperimentConfig,
+    *,
+    progress: bool | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """One active-learning run (Algorithm 1; Algorithm 2 when ``epsilon > 0``/``denoise``).
+
+    Args:
+        config: the run (dataset, strategy, noise, protocol sizes, seed, device).
+        progress: show a progress bar over steps; ``None`` means ``not config.quiet``.
+        on_step: called with each :class:`StepRecord` as soon as it is complete (live
+            plots in a notebook, logging); steps replayed from ``checkpoint`` are not passed.
+        checkpoint: a JSON file of the finished steps, rewritten atomically after every step
+            (:func:`dean_nb.grid.run_grid` uses :func:`dean_nb.grid.checkpoint_path`). When
+            it exists and was written for the same computation (the same
+            :meth:`~dean_nb.config.ExperimentConfig.computed_fields`: every field but
+            ``root``, ``device``, ``num_threads``, ``quiet``, ``download``), the run replays
+            its steps and continues from the first unfinished one. The state at a step is a
+            function of the finished steps'
+            selections and oracle answers (each step's model, training, sigma and selection
+            draw from their own :func:`purpose_seed` generators; the oracle answers are drawn
+            up front), so on the same machine a resumed run equals an uninterrupted one in
+            everything but wall times and provenance (``provenance["resumed_from_step"]``
+            says where it resumed). A checkpoint of another configuration, or one that
+            disagrees with this run's split and oracle, is ignored with a warning and
+            overwritten. The file is left in place: the caller removes it once the result
+            is safe.
+
+    Returns:
+        A :class:`RunResult` with ``n_steps + 1`` step records. The test accuracy of step 0 is
+        the initial model's; the last step selects nothing.
+    """
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    show = (not config.quiet) if progress is None else bool(progress)
+    path = None if checkpoint is None else Path(checkpoint)
+    with torch_threads(config.num_threads):
+        return _run(config, show, on_step, path)
+
+
+def train_step_model(
+    config: ExperimentConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    step: int,
+    device: torch.device,
+) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """Train step ``step``'s model from scratch, as the active-learning loop does.
+
+    The network, its initial weights and the minibatch order come from ``config.seed`` and
+    ``step`` (see :func:`purpose_seed`), so the model of a step depends only on the labelled
+    set, not on the strategy that chose it.
+
+    Args:
+        config: the run's configuration (architecture, epochs, lr, weight decay, batch size,
+            ``denoise``).
+        x: labelled images ``(L, C, H, W)`` on ``device``.
+        y: their (possibly noisy) labels ``(L,)`` on ``device``.
+        num_classes: K.
+        step: 0 for the model on the initial labels, then 1, 2, ...
+        device: where to train.
+
+    Returns:
+        ``(model, channel)``: the base model in eval mode, and the trained
+        :class:`dean_nb.denoise.NoisyChannel` when ``config.denoise`` (else ``None``).
+    """
+    train_kwargs: dict[str, Any] = {
+        "epochs": config.epochs,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+    }
+    if config.batch_size is not None:
+        train_kwargs["batch_size"] = config.batch_size
+    c, h, w = x.shape[1:]
+    seed = config.seed
+    model = build_model(
+        arch_for_dataset(config.dataset),
+        num_classes,
+        c,
+        (h, w),
+        seed=purpose_seed(seed, f"model:{step}"),
+        conv_dropout=config.conv_dropout,
+    ).to(device)
+    channel = None
+    if config.denoise:
+        channel = NoisyChannel(num_classes).to(device)
+    training.train_model(
+        model,
+        x,
+        y,
+        training.TrainConfig(**train_kwargs),
+        channel=channel,
+        device=device,
+        generator=make_generator(purpose_seed(seed, f"train:{step}")),
+        progress=False,
+    )
+    return model.eval(), channel
+
+
+def _run(
+    config: ExperimentConfig,
+    show: bool,
+    on_step: Callable[[StepRecord], None] | None,
+    checkpoint: Path | None = None,
+) -> RunResult:
+    """The body of :func:`run_active_learning` (see there)."""
+    device = resolve_device(config.device)
+    seed = config.seed
+
+    data = _cached_dataset(config.dataset, config.root, config.download)
+    num_classes = data.num_classes
+    split = make_split(
+        data.y_train, num_classes, config.initial_per_class, config.validation_size, seed=seed
+    )
+    needed = config.n_steps * config.acquisition_size
+    if needed > split.pool.numel():
+        raise ValueError(
+            f"n_steps * acquisition_size = {needed} exceeds the pool ({split.pool.numel()} "
+            f"images of {config.dataset} after the initial and validation sets)"
+        )
+
+    x_train = data.x_train.to(device)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    x_val = x_train[split.validation.to(device)]
+
+    true_channel = config.oracle_channel()  # the channel oracle_answers draws through
+    answers = oracle_answers(config)  # (N,) on the CPU
+
+    labelled = split.initial.clone()  # (L,) indices into x_train
+    labels = data.y_train[labelled].clone()  # (L,) labels the model trains on
+    pool = split.pool.clone()  # (P,) remaining pool indices
+
+    steps: list[StepRecord] = []
+    saved = None if checkpoint is None else read_checkpoint(checkpoint, config)
+    if saved is not None:
+        try:
+            labelled, labels, pool, steps = resume_state(
+                saved, config, split.initial, split.pool, answers, data.y_train
+            )
+        except ValueError as err:
+            warnings.warn(
+                f"ignoring checkpoint {checkpoint}: {err}; the run starts from step 0",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    resumed = len(steps)
+    bar = _progress_bar(config.n_steps + 1, show, f"{config.method} eps={config.epsilon:g}")
+    if bar is not None and resumed:
+        bar.update(resumed)
+    try:
+        for step in range(resumed, config.n_steps + 1):
+            start = time.perf_counter()
+            model, channel = train_step_model(
+                config, x_train[labelled.to(device)], labels.to(device), num_classes, step, device
+            )
+            accuracy = training.evaluate_accuracy(
+                model, x_test, y_test, batch_size=config.eval_batch_size, device=device
+            )
+            sigma = scoring.model_uncertainty(
+                model,
+                x_val,
+                config.n_mc_samples,
+                batch_size=config.eval_batch_size,
+                generator=make_generator(purpose_seed(seed, f"sigma:{step}")),
+            )
+            record = StepRecord(
+                step=step,
+                n_labels=int(labelled.numel()),
+                test_accuracy=float(accuracy),
+                sigma=float(sigma),
+                channel=(
+                    channel.matrix.detach().to("cpu", torch.float64).tolist()
+                    if channel is not None
+                    else None
+                ),
+            )
+            if step < config.n_steps:
+                n_candidates = min(pool.numel(), config.pool_subset or pool.numel())
+                strategy = strategies.get(config.strategy, **config.strategy_kwargs(n_candidates))
+                ctx = strategies.AcquisitionContext(
+                    model=model,
+                    x_pool=x_train[pool.to(device)],
+                    budget=config.acquisition_size,
+                    generator=make_generator(purpose_seed(seed, f"select:{step}")),
+                    device=device,
+                    x_labelled=x_train[labelled.to(device)],
+                    x_validation=x_val,
+                    n_mc_samples=config.n_mc_samples,
+                    batch_size=config.eval_batch_size,
+                    sigma=float(sigma),
+                )
+                selection = strategies.select_from_pool(strategy, ctx, config.pool_subset)
+                chosen_pos = selection.indices.detach().to("cpu", torch.int64)
+                _check_selection(chosen_pos, pool.numel(), config.acquisition_size)
+                chosen = pool[chosen_pos]  # (b,) indices into x_train
+                noisy = answers[chosen]
+                record.selected = chosen.tolist()
+                record.noisy_labels = noisy.tolist()
+                record.true_labels = data.y_train[chosen].tolist()
+                record.beta = None if selection.beta is None else float(selection.beta)
+
+                labelled = torch.cat([labelled, chosen])
+                labels = torch.cat([labels, noisy])
+                keep = torch.ones(pool.numel(), dtype=torch.bool)
+                keep[chosen_pos] = False
+                pool = pool[keep]
+            record.wall_time = time.perf_counter() - start
+            steps.append(record)
+            if checkpoint is not None:
+                write_checkpoint(checkpoint, config, split.initial, steps)
+            if bar is not None:
+                bar.set_postfix(acc=f"{record.test_accuracy:.3f}", sigma=f"{record.sigma:.3f}")
+                bar.update(1)
+            if on_step is not None:
+                on_step(record)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    info = provenance(device)
+    if resumed:
+        info["resumed_from_step"] = resumed
+    return RunResult(
+        config=config,
+        steps=steps,
+        initial_indices=split.initial.tolist(),
+        true_channel=true_channel.tolist(),
+        provenance=info,
+    )
+
+
+def _check_selection(indices: torch.Tensor, pool_size: int, budget: int) -> None:
+    """A strategy must return ``budget`` distinct indices into the pool."""
+    if indices.ndim != 1 or indices.numel() != budget:
+        raise RuntimeError(
+            f"strategy returned {tuple(indices.shape)} indices; expected ({budget},)"
+        )
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= pool_size):
+        raise RuntimeError(f"strategy returned indices outside [0, {pool_size - 1}]")
+    if torch.unique(indices).numel() != indices.numel():
+        raise RuntimeError("strategy returned duplicate indices")
+
+
+def _progress_bar(total: int, show: bool, desc: str):
+    if not show:
+        return None
+    return tqdm(total=total, desc=desc, leave=False)

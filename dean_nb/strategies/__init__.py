@@ -1,0 +1,97 @@
+"""Acquisition strategies behind one interface, and their name registry (chapter "Baselines").
+
+Every strategy is a small frozen dataclass that holds only its options and implements
+``select(ctx) -> Selection``; the work happens in small pure functions over tensors whose
+names carry their axes (``probs_T_N_K``: T stochastic passes, N points, K classes), in the
+style of batchbald_redux and baal. Strategies are looked up by name::
+
+    from dean_nb import strategies
+    strategy = strategies.get("dean", beta_kind="exp", beta_scale=0.25)
+    selection = strategy.select(ctx)        # ctx: AcquisitionContext
+    selection.indices                       # (budget,) int64 indices into ctx.x_pool
+
+One module per rule, each holding its algorithm and its registered class:
+
+- :mod:`~dean_nb.strategies.base`: the interface, the registry, pool subsetting.
+- :mod:`~dean_nb.strategies.scoring`: BALD (eq. 2), entropies, variation ratio, sigma.
+- :mod:`~dean_nb.strategies.simple`: ``random``, ``entropy`` (one deterministic pass),
+  ``bald`` (top-b BALD of MC-dropout passes).
+- :mod:`~dean_nb.strategies.coreset`: ``coreset``, k-center greedy on penultimate features
+  (Sener and Savarese 2018).
+- :mod:`~dean_nb.strategies.batchbald`: ``batchbald``, greedy joint mutual information
+  (Kirsch et al. 2019) on consistent MC dropout.
+- :mod:`~dean_nb.strategies.badge`: ``badge``, k-means++ seeding on gradient embeddings
+  (Ash et al. 2020).
+- :mod:`~dean_nb.strategies.clustering` and :mod:`~dean_nb.strategies.annealing`: ``dean``,
+  the paper's method (sqrt-JS clustering; beta = f(sigma) and the Gibbs sampler).
+- :mod:`~dean_nb.strategies.stochastic`: ``power-bald``, ``softmax-bald``, ``power-entropy``
+  (Kirsch et al. 2023).
+
+Returned indices are int64 tensors on the CPU; scores are float tensors ``(P,)`` on the CPU,
+or ``None`` where a strategy has none. The rules are registered here, explicitly, in the order
+:func:`available` lists them.
+"""
+
+from dean_nb.strategies.annealing import DeAnStrategy
+from dean_nb.strategies.badge import BadgeStrategy
+from dean_nb.strategies.base import (
+    AcquisitionContext,
+    Selection,
+    Strategy,
+    available,
+    get,
+    pool_subset_indices,
+    register,
+    select_from_pool,
+    top_k_indices,
+)
+from dean_nb.strategies.batchbald import BatchBALDStrategy
+from dean_nb.strategies.coreset import CoresetStrategy
+from dean_nb.strategies.simple import (
+    BALDStrategy,
+    EntropyStrategy,
+    RandomStrategy,
+    random_indices,
+)
+from dean_nb.strategies.stochastic import (
+    PowerBALDStrategy,
+    PowerEntropyStrategy,
+    SoftmaxBALDStrategy,
+)
+
+__all__ = [
+    "AcquisitionContext",
+    "BALDStrategy",
+    "BadgeStrategy",
+    "BatchBALDStrategy",
+    "CoresetStrategy",
+    "DeAnStrategy",
+    "EntropyStrategy",
+    "PowerBALDStrategy",
+    "PowerEntropyStrategy",
+    "RandomStrategy",
+    "Selection",
+    "SoftmaxBALDStrategy",
+    "Strategy",
+    "available",
+    "get",
+    "pool_subset_indices",
+    "random_indices",
+    "register",
+    "select_from_pool",
+    "top_k_indices",
+]
+
+for _strategy in (
+    RandomStrategy,
+    EntropyStrategy,
+    BALDStrategy,
+    CoresetStrategy,
+    BatchBALDStrategy,
+    BadgeStrategy,
+    DeAnStrategy,
+    PowerBALDStrategy,
+    SoftmaxBALDStrategy,
+    PowerEntropyStrategy,
+):
+    register(_strategy)

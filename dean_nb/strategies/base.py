@@ -1,0 +1,255 @@
+"""The strategy interface and registry: what every acquisition rule takes and returns.
+
+Chapter "Baselines". :class:`AcquisitionContext` holds what a strategy may look at,
+:class:`Selection` what it returns, :class:`Strategy` the protocol; :func:`register`,
+:func:`get` and :func:`available` are the name registry (the rules are registered in
+:mod:`dean_nb.strategies`); :func:`select_from_pool` restricts a step to a random pool subset
+(the paper's step 1). Helpers shared by the rules: :func:`check_context`,
+:func:`context_generator`, :func:`compute_device`, :func:`mc_probs`, :func:`top_k_indices`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import torch
+from torch import nn
+
+from dean_nb.learner import mc_dropout
+from dean_nb.runtime import make_generator
+from dean_nb.validation import check_budget, check_int_range, check_ndim
+
+__all__ = [
+    "AcquisitionContext",
+    "Selection",
+    "Strategy",
+    "available",
+    "get",
+    "pool_subset_indices",
+    "register",
+    "select_from_pool",
+    "top_k_indices",
+]
+
+
+@dataclass
+class AcquisitionContext:
+    """Everything a strategy may look at in one acquisition step.
+
+    Attributes:
+        model: the current classifier (a :class:`dean_nb.models.MCDropoutNet` or any module
+            with ``forward`` giving logits and, for ``coreset``, ``features``).
+        x_pool: ``(P, C, H, W)`` unlabelled pool inputs the batch is chosen from.
+        budget: batch size ``b``, an integer in ``[1, P]``.
+        generator: source of every random draw (``None``: a fresh, non-deterministic one).
+        device: where the strategy does its own tensor arithmetic (``None``: the model's
+            device). Forward passes always run on the model's device.
+        x_labelled: ``(L, C, H, W)`` inputs of the labelled training set (``coreset``'s initial
+            centres); ``None`` or empty means no labelled points yet.
+        x_validation: ``(V, C, H, W)`` fixed validation inputs for the model uncertainty
+            ``sigma`` (``dean`` needs it unless ``sigma`` is given).
+        n_mc_samples: number ``T`` of MC-dropout passes (paper: 100).
+        batch_size: forward-pass batch size (``None``: the scoring module's default).
+        sigma: a precomputed model uncertainty in ``[0, 1]``; ``dean`` computes it when ``None``.
+    """
+
+    model: nn.Module
+    x_pool: torch.Tensor
+    budget: int
+    generator: torch.Generator | None = None
+    device: torch.device | str | None = None
+    x_labelled: torch.Tensor | None = None
+    x_validation: torch.Tensor | None = None
+    n_mc_samples: int = 100
+    batch_size: int | None = None
+    sigma: float | None = None
+
+
+@dataclass
+class Selection:
+    """What a strategy chose.
+
+    Attributes:
+        indices: ``(budget,)`` int64 distinct indices into ``ctx.x_pool``, on the CPU, in the
+            order the strategy picked them.
+        scores: ``(P,)`` per-point scores the strategy ranked or weighted by (entropy, BALD,
+            distance to the labelled set), on the CPU; ``NaN`` for points that were not scored
+            (outside a pool subset, see :func:`select_from_pool`); ``None`` if there are none.
+        sigma: the model uncertainty used (``dean`` only; ``None`` with a fixed ``beta`` and
+            no ``ctx.sigma``, where none is needed).
+        beta: the inverse temperature used (``dean`` only: ``f(sigma)`` or the fixed one).
+    """
+
+    indices: torch.Tensor
+    scores: torch.Tensor | None = None
+    sigma: float | None = None
+    beta: float | None = None
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """An acquisition strategy: a ``name`` and ``select(ctx) -> Selection``."""
+
+    name: str
+
+    def select(self, ctx: AcquisitionContext) -> Selection:
+        """Choose ``ctx.budget`` distinct pool points."""
+        ...
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+_StrategyClass = TypeVar("_StrategyClass", bound=type)
+
+
+def register(cls: _StrategyClass) -> _StrategyClass:
+    """Class decorator adding a strategy class to the registry under its ``name`` attribute.
+
+    The class is instantiated by :func:`get` with the keyword options it was asked for.
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__} needs a non-empty class attribute `name: str` to register")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"a strategy named {name!r} is already registered ({_REGISTRY[name]})")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def available() -> tuple[str, ...]:
+    """Names of the registered strategies, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str, **options: Any) -> Strategy:
+    """The strategy registered as ``name``, built with ``options`` (see each class for them).
+
+    Raises:
+        ValueError: unknown ``name`` (the message lists the available names).
+        TypeError: an option the strategy does not take (the message lists the ones it does).
+    """
+    key = str(name).strip().lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; available: {', '.join(available())}")
+    cls = _REGISTRY[key]
+    if dataclasses.is_dataclass(cls):
+        allowed = [f.name for f in dataclasses.fields(cls) if f.init]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise TypeError(
+                f"strategy {key!r} got unknown option(s) {', '.join(unknown)}; "
+                f"its options are: {', '.join(allowed) or '(none)'}"
+            )
+    return cls(**options)
+
+
+def check_context(ctx: AcquisitionContext) -> tuple[int, int]:
+    """Validate the fields every strategy uses; returns ``(pool_size, budget)``."""
+    if not isinstance(ctx.x_pool, torch.Tensor) or ctx.x_pool.ndim < 2:
+        shape = tuple(ctx.x_pool.shape) if isinstance(ctx.x_pool, torch.Tensor) else None
+        raise ValueError(f"x_pool must be a tensor of shape (P, C, H, W), got shape {shape}")
+    pool_size = int(ctx.x_pool.shape[0])
+    budget = check_budget(ctx.budget, pool_size)
+    return pool_size, budget
+
+
+def context_generator(ctx: AcquisitionContext) -> torch.Generator:
+    return ctx.generator if ctx.generator is not None else make_generator(None)
+
+
+def compute_device(ctx: AcquisitionContext) -> torch.device:
+    return (
+        torch.device(ctx.device) if ctx.device is not None else mc_dropout.model_device(ctx.model)
+    )
+
+
+def mc_probs(
+    ctx: AcquisitionContext,
+    x: torch.Tensor,
+    generator: torch.Generator,
+    masks: str = "independent",
+) -> torch.Tensor:
+    """``(T, N, K)`` MC-dropout probabilities with ``T = ctx.n_mc_samples`` (see
+    :func:`dean_nb.mc_dropout.mc_dropout_probs` for ``masks``)."""
+    n_samples = check_int_range("n_mc_samples", ctx.n_mc_samples, 1)
+    return mc_dropout.mc_dropout_probs(
+        ctx.model, x, n_samples, batch_size=ctx.batch_size, generator=generator, masks=masks
+    )
+
+
+def top_k_indices(scores_N: torch.Tensor, budget: int) -> torch.Tensor:
+    """``(budget,)`` indices of the largest scores, highest first; ties go to the lower index.
+
+    A stable descending sort makes the result independent of the backend's ``topk`` tie order.
+    """
+    check_ndim("scores_N", scores_N, 1, "(N,)")
+    budget = check_budget(budget, int(scores_N.shape[0]))
+    if not torch.isfinite(scores_N).all():
+        raise ValueError("scores_N contains NaN or inf; scores must be finite")
+    order = torch.sort(scores_N.detach().cpu(), descending=True, stable=True).indices
+    return order[:budget]
+
+
+def pool_subset_indices(
+    pool_size: int, pool_subset: int | None, generator: torch.Generator
+) -> torch.Tensor:
+    """The uniform random pool subset of Algorithm 1, step 1: ``(S,)`` int64 CPU indices.
+
+    ``S = min(pool_subset, pool_size)`` distinct indices into ``range(pool_size)``, in
+    increasing order, drawn with one ``randperm`` from ``generator`` (the draw
+    :func:`select_from_pool` makes). ``pool_subset = None`` or ``>= pool_size`` returns
+    ``arange(pool_size)`` and draws nothing.
+    """
+    pool_size = check_int_range("pool_size", pool_size, 1)
+    if pool_subset is None or pool_subset >= pool_size:
+        return torch.arange(pool_size)
+    pool_subset = check_int_range("pool_subset", pool_subset, 1)
+    subset_S = torch.randperm(pool_size, generator=generator, device=generator.device)
+    return subset_S[:pool_subset].cpu().sort().values
+
+
+def select_from_pool(
+    strategy: Strategy | str,
+    ctx: AcquisitionContext,
+    pool_subset: int | None = None,
+) -> Selection:
+    """Run ``strategy`` on the pool, optionally on a uniform random subset of it.
+
+    Subsetting is optional (the paper scores random subsets of 10k-30k points for speed; this
+    package aims to need none). With ``pool_subset = S < P``, ``S`` pool points are drawn
+    uniformly without replacement from ``ctx.generator`` (kept in increasing pool order), the
+    strategy runs on them alone, and its indices are mapped back to indices into the full
+    ``ctx.x_pool``. ``Selection.scores`` is then ``(P,)`` with ``NaN`` for the points outside
+    the subset. ``pool_subset = None`` or ``S >= P`` runs on the whole pool.
+
+    ``strategy`` may be a name (looked up with default options).
+    """
+    if isinstance(strategy, str):
+        strategy = get(strategy)
+    pool_size, budget = check_context(ctx)
+    if pool_subset is not None and (
+        isinstance(pool_subset, bool) or not isinstance(pool_subset, int)
+    ):
+        pool_subset = check_int_range("pool_subset", pool_subset, budget)  # refuses bools
+    if pool_subset is None or pool_subset >= pool_size:
+        return strategy.select(ctx)
+    if pool_subset < budget:
+        raise ValueError(
+            f"pool_subset must lie in [budget = {budget}, pool size = {pool_size}] "
+            f"(or be None), got {pool_subset}"
+        )
+    gen = context_generator(ctx)
+    subset_S = pool_subset_indices(pool_size, pool_subset, gen)
+    sub_ctx = dataclasses.replace(
+        ctx, x_pool=ctx.x_pool[subset_S.to(ctx.x_pool.device)], generator=gen
+    )
+    selection = strategy.select(sub_ctx)
+    scores = None
+    if selection.scores is not None:
+        scores = torch.full((pool_size,), math.nan, dtype=selection.scores.dtype)
+        scores[subset_S] = selection.scores.cpu()
+    return dataclasses.replace(selection, indices=subset_S[selection.indices.cpu()], scores=scores)

@@ -1,0 +1,317 @@
+"""BatchBALD: greedy joint mutual information of a batch (Kirsch, van Amersfoort & Gal 2019;
+chapter "Baselines").
+
+For a batch ``y_1..y_n`` of labels and T weight samples ``w_t`` (consistent MC-dropout passes),
+``a_BatchBALD = H(y_1..y_n) - sum_i E_w H(y_i | w)``, maximised greedily one point at a time
+(:func:`batchbald_indices`), with the joint entropy exact over the ``K^n`` label configurations
+while they are few and estimated from sampled configurations beyond. Pure functions over
+tensors whose names carry their axes: ``T`` passes, ``N`` candidates, ``B`` batch points,
+``K`` classes, ``C`` configurations (all of them), ``M`` sampled configurations. (batchbald_redux
+calls the MC samples ``K``; here ``K`` is always the number of classes.)
+
+:class:`dean_nb.strategies.BatchBALDStrategy` wraps them behind the strategy interface and
+registers them as ``"batchbald"``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from dean_nb.runtime import make_generator
+from dean_nb.strategies import scoring
+from dean_nb.strategies.base import (
+    AcquisitionContext,
+    Selection,
+    check_context,
+    compute_device,
+    context_generator,
+    mc_probs,
+    top_k_indices,
+)
+from dean_nb.validation import check_budget, check_int_range, check_ndim
+
+__all__ = [
+    "batchbald_indices",
+    "conditional_entropies",
+    "exact_log_config_probs",
+    "joint_entropies_with_candidates",
+    "joint_entropy_exact",
+    "joint_entropy_sampled",
+    "sample_configurations",
+    "sampled_log_config_probs",
+]
+
+#
+# For a batch y_1..y_n of labels and T weight samples w_t (MC-dropout passes),
+#   a_BatchBALD = H(y_1..y_n) - sum_i E_w H(y_i | w).
+# The second (conditional) term is a sum of per-point terms and is exact. The joint entropy
+# needs p(y_1..y_n) = mean_t prod_i p_t(y_i) for every configuration: K^n of them. We keep the
+# per-pass log-probabilities of the configurations of the current batch, ``log_config_T_C``,
+# and score every candidate j by enumerating its K labels on top:
+#   p(c, k) = mean_t exp(log_config_T_C[t, c]) p_t(j, k).
+# Exact: H = -sum_c sum_k p(c, k) log p(c, k) over all K^(n-1) configurations c.
+# Sampled: configurations c_1..c_M are drawn from the batch's joint q(c) = mean_t prod p_t, and
+#   H ~= -(1/M) sum_m sum_k p(c_m, k) / q(c_m) log p(c_m, k)   (importance weights p/q).
+# To avoid underflow of long products, every configuration is rescaled by its largest
+# per-pass probability, s_c = max_t, which cancels in p/q and is added back inside the log.
+
+
+def exact_log_config_probs(probs_T_B_K: torch.Tensor) -> torch.Tensor:
+    """``(T, K^B)`` log ``prod_i p_t(y_i)`` for every configuration ``(y_1..y_B)``.
+
+    Configurations are ordered lexicographically (the first point varies slowest). ``B = 0``
+    gives the single empty configuration, ``(T, 1)`` zeros. Float64.
+    """
+    check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
+    log_p_T_B_K = probs_T_B_K.to(torch.float64).log()
+    n_passes = probs_T_B_K.shape[0]
+    log_config_T_C = torch.zeros(n_passes, 1, dtype=torch.float64, device=probs_T_B_K.device)
+    for i in range(probs_T_B_K.shape[1]):
+        log_config_T_C = (log_config_T_C[:, :, None] + log_p_T_B_K[:, i, None, :]).reshape(
+            n_passes, -1
+        )
+    return log_config_T_C
+
+
+def sample_configurations(
+    probs_T_B_K: torch.Tensor, n_samples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``(M, B)`` label configurations drawn from the joint ``mean_t prod_i p_t(y_i)``.
+
+    For each sample a pass ``t`` is drawn uniformly, then every ``y_i ~ p_t(y_i)``
+    independently (the joint is a uniform mixture over passes of product distributions).
+    Uniforms come from ``generator`` on its own device, so a CPU generator serves CUDA inputs.
+    """
+    check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
+    n_samples = check_int_range("n_samples", n_samples, 1)
+    n_passes, n_points, n_classes = probs_T_B_K.shape
+    device = probs_T_B_K.device
+    t_M = torch.randint(n_passes, (n_samples,), generator=generator, device=generator.device)
+    u_M_B = torch.rand(
+        n_samples, n_points, generator=generator, device=generator.device, dtype=torch.float64
+    )
+    cdf_M_B_K = probs_T_B_K.to(torch.float64)[t_M.to(device)].cumsum(dim=-1)
+    # inverse-CDF draw; the clamp guards against cumulative sums a hair below 1
+    configs_M_B = torch.searchsorted(cdf_M_B_K, u_M_B.to(device)[..., None], right=True)
+    return configs_M_B.squeeze(-1).clamp_max(n_classes - 1)
+
+
+def sampled_log_config_probs(probs_T_B_K: torch.Tensor, configs_M_B: torch.Tensor) -> torch.Tensor:
+    """``(T, M)`` log ``prod_i p_t(y_i)`` for the given configurations ``(M, B)``. Float64."""
+    check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
+    check_ndim("configs_M_B", configs_M_B, 2, "(M, B)")
+    log_p_T_B_K = probs_T_B_K.to(torch.float64).log()
+    n_passes = probs_T_B_K.shape[0]
+    index_T_B_M = configs_M_B.T.to(probs_T_B_K.device)[None].expand(n_passes, -1, -1)
+    return torch.gather(log_p_T_B_K, 2, index_T_B_M).sum(dim=1)
+
+
+def joint_entropies_with_candidates(
+    log_config_T_C: torch.Tensor,
+    probs_T_N_K: torch.Tensor,
+    *,
+    sampled: bool,
+    max_elements: int = 2**24,
+) -> torch.Tensor:
+    """``(N,)`` joint entropy ``H(y_batch, y_j)`` for every candidate ``j``, in nats, float64.
+
+    Args:
+        log_config_T_C: per-pass log-probabilities of the batch's configurations, from
+            :func:`exact_log_config_probs` (``sampled=False``: all ``K^B`` configurations) or
+            :func:`sampled_log_config_probs` (``sampled=True``: ``M`` configurations drawn
+            from the batch's joint by :func:`sample_configurations`).
+        probs_T_N_K: candidates' per-pass class probabilities.
+        max_elements: bound on the ``(n, C, K)`` block held at once (candidates are chunked).
+    """
+    check_ndim("log_config_T_C", log_config_T_C, 2, "(T, C)")
+    check_ndim("probs_T_N_K", probs_T_N_K, 3, "(T, N, K)")
+    if log_config_T_C.shape[0] != probs_T_N_K.shape[0]:
+        raise ValueError(
+            f"log_config_T_C and probs_T_N_K must share the pass axis T, got "
+            f"{log_config_T_C.shape[0]} and {probs_T_N_K.shape[0]}"
+        )
+    n_passes, n_configs = log_config_T_C.shape
+    _, n_cand, n_classes = probs_T_N_K.shape
+    log_config_T_C = log_config_T_C.to(torch.float64)
+    probs_T_N_K = probs_T_N_K.to(device=log_config_T_C.device, dtype=torch.float64)
+
+    # rescale each configuration by its largest per-pass probability (s_c); impossible
+    # configurations (all passes -inf) get weight 0 and never produce inf - inf
+    s_C = log_config_T_C.max(dim=0).values
+    possible_C = torch.isfinite(s_C)
+    s_C = torch.where(possible_C, s_C, torch.zeros_like(s_C))
+    w_T_C = torch.exp(log_config_T_C - s_C)
+    w_T_C = torch.where(possible_C, w_T_C, torch.zeros_like(w_T_C))
+    if sampled:
+        q_C = w_T_C.mean(dim=0)  # q(c) / exp(s_c), >= 1/T for sampled configurations
+        weight_C = torch.where(possible_C, 1.0 / (n_configs * q_C.clamp_min(1e-300)), 0.0)
+    else:
+        weight_C = torch.where(possible_C, torch.exp(s_C), torch.zeros_like(s_C))
+
+    chunk = max(1, max_elements // max(1, n_configs * n_classes))
+    out_N = torch.empty(n_cand, dtype=torch.float64, device=log_config_T_C.device)
+    for start in range(0, n_cand, chunk):
+        block_T_n_K = probs_T_N_K[:, start : start + chunk]
+        # a_n_C_K = p(c, k) / exp(s_c) for every candidate n in the block
+        a_n_C_K = torch.einsum("tc,tnk->nck", w_T_C, block_T_n_K) / n_passes
+        # p log p = exp(s) * (a * s + a log a)
+        plogp_n_C = (a_n_C_K * s_C[None, :, None] + torch.xlogy(a_n_C_K, a_n_C_K)).sum(dim=2)
+        out_N[start : start + chunk] = -(plogp_n_C * weight_C).sum(dim=1)
+    return out_N
+
+
+def joint_entropy_exact(probs_T_B_K: torch.Tensor) -> torch.Tensor:
+    """Exact joint entropy ``H(y_1..y_B)`` (nats, float64 scalar) of ``B >= 1`` points whose
+    joint is ``mean_t prod_i p_t(y_i)``, by enumerating all ``K^B`` configurations.
+    """
+    check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
+    if probs_T_B_K.shape[1] < 1:
+        raise ValueError("probs_T_B_K must hold at least one point (B >= 1)")
+    log_config_T_C = exact_log_config_probs(probs_T_B_K[:, :-1])
+    return joint_entropies_with_candidates(log_config_T_C, probs_T_B_K[:, -1:], sampled=False)[0]
+
+
+def joint_entropy_sampled(
+    probs_T_B_K: torch.Tensor, n_samples: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Monte-Carlo joint entropy ``H(y_1..y_B)`` (nats, float64 scalar): ``n_samples``
+    configurations of the first ``B - 1`` points drawn from their joint, the last point's
+    ``K`` labels enumerated (the estimator BatchBALD uses once ``K^B`` is too large).
+    """
+    check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
+    if probs_T_B_K.shape[1] < 1:
+        raise ValueError("probs_T_B_K must hold at least one point (B >= 1)")
+    gen = make_generator(generator)
+    batch_T_B_K = probs_T_B_K[:, :-1]
+    configs_M_B = sample_configurations(batch_T_B_K, n_samples, gen)
+    log_config_T_M = sampled_log_config_probs(batch_T_B_K, configs_M_B)
+    return joint_entropies_with_candidates(log_config_T_M, probs_T_B_K[:, -1:], sampled=True)[0]
+
+
+def conditional_entropies(probs_T_N_K: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` expected per-pass entropy ``E_w H(y | w) = mean_t H(p_t)`` in nats, float64."""
+    check_ndim("probs_T_N_K", probs_T_N_K, 3, "(T, N, K)")
+    p = probs_T_N_K.to(torch.float64)
+    return -torch.xlogy(p, p).sum(dim=2).mean(dim=0)
+
+
+def batchbald_indices(
+    probs_T_N_K: torch.Tensor,
+    budget: int,
+    *,
+    max_exact_configurations: int = 1000,
+    n_joint_samples: int = 1000,
+    generator: torch.Generator | None = None,
+    max_elements: int = 2**24,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy BatchBALD (Kirsch et al. 2019, Alg. 1) over the ``N`` points of ``probs_T_N_K``.
+
+    Step ``n`` adds the candidate maximising ``H(y_1..y_n) - sum_i E_w H(y_i | w)``. The joint
+    entropy is exact while ``K^n <= max_exact_configurations``; beyond that ``n_joint_samples``
+    configurations of the current batch are drawn (from ``generator``) at every step.
+
+    Returns:
+        ``(indices (budget,), gains (budget,))``: the picks in order, and each pick's BatchBALD
+        value of the batch up to and including it (float64, nats).
+    """
+    check_ndim("probs_T_N_K", probs_T_N_K, 3, "(T, N, K)")
+    n_points, n_classes = int(probs_T_N_K.shape[1]), int(probs_T_N_K.shape[2])
+    budget = check_budget(budget, n_points)
+    max_exact_configurations = check_int_range(
+        "max_exact_configurations", max_exact_configurations, 1
+    )
+    n_joint_samples = check_int_range("n_joint_samples", n_joint_samples, 1)
+    gen = make_generator(generator)
+    device = probs_T_N_K.device
+
+    cond_N = conditional_entropies(probs_T_N_K)
+    taken_N = torch.zeros(n_points, dtype=torch.bool, device=device)
+    chosen = torch.empty(budget, dtype=torch.long)
+    values = torch.empty(budget, dtype=torch.float64)
+    cond_batch = 0.0
+    log_config_T_C: torch.Tensor | None = exact_log_config_probs(probs_T_N_K[:, :0])
+    for step in range(budget):
+        batch_T_B_K = probs_T_N_K[:, chosen[:step].to(device)]
+        exact = log_config_T_C is not None and log_config_T_C.shape[1] * n_classes <= (
+            max_exact_configurations
+        )
+        if exact:
+            assert log_config_T_C is not None
+            joint_N = joint_entropies_with_candidates(
+                log_config_T_C, probs_T_N_K, sampled=False, max_elements=max_elements
+            )
+        else:
+            log_config_T_C = None  # once sampled, stay sampled
+            configs_M_B = sample_configurations(batch_T_B_K, n_joint_samples, gen)
+            log_config_T_M = sampled_log_config_probs(batch_T_B_K, configs_M_B)
+            joint_N = joint_entropies_with_candidates(
+                log_config_T_M, probs_T_N_K, sampled=True, max_elements=max_elements
+            )
+        gain_N = (joint_N - cond_batch - cond_N).masked_fill(taken_N, -math.inf)
+        pick = int(torch.argmax(gain_N))
+        chosen[step] = pick
+        values[step] = gain_N[pick].item()
+        taken_N[pick] = True
+        cond_batch += float(cond_N[pick])
+        if log_config_T_C is not None:
+            log_p_T_K = probs_T_N_K[:, pick].to(torch.float64).log()
+            log_config_T_C = (log_config_T_C[:, :, None] + log_p_T_K[:, None, :]).reshape(
+                probs_T_N_K.shape[0], -1
+            )
+    return chosen, values
+
+
+@dataclass(frozen=True)
+class BatchBALDStrategy:
+    """BatchBALD (Kirsch et al. 2019): greedy joint mutual information over MC-dropout passes.
+
+    The passes use consistent masks (one sampled network per pass, shared by the whole pool,
+    as batchbald_redux's ``ConsistentMCDropout``): with a fresh mask per image, two copies of
+    an image would look like independent evidence and the joint information of a batch would
+    collapse towards the sum of its BALD scores.
+
+    Options:
+        max_exact_configurations: exact joint entropy while ``K^n`` stays at or below this.
+        n_joint_samples: sampled configurations ``M`` once it does not.
+        candidates_per_pick: only the top ``candidates_per_pick * budget`` BALD points are
+            candidates (at most the pool); ``None`` makes the whole pool a candidate.
+
+    ``Selection.scores`` are the BALD scores of the whole pool.
+    """
+
+    name: ClassVar[str] = "batchbald"
+    max_exact_configurations: int = 1000
+    n_joint_samples: int = 1000
+    candidates_per_pick: int | None = 10
+
+    def __post_init__(self) -> None:
+        check_int_range("max_exact_configurations", self.max_exact_configurations, 1)
+        check_int_range("n_joint_samples", self.n_joint_samples, 1)
+        if self.candidates_per_pick is not None:
+            check_int_range("candidates_per_pick", self.candidates_per_pick, 1)
+
+    def select(self, ctx: AcquisitionContext) -> Selection:
+        pool_size, budget = check_context(ctx)
+        gen = context_generator(ctx)
+        device = compute_device(ctx)
+        # Consistent masks: pass t is one sampled network for the whole pool, which the joint
+        # entropy of a batch assumes (Kirsch et al. 2019).
+        probs_T_N_K = mc_probs(ctx, ctx.x_pool, gen, masks="consistent").to(device)
+        scores_N = scoring.bald(probs_T_N_K).detach().cpu()
+        if self.candidates_per_pick is None:
+            candidates = torch.arange(pool_size)
+        else:
+            n_cand = min(pool_size, self.candidates_per_pick * budget)
+            candidates = top_k_indices(scores_N, n_cand)
+        picks, _ = batchbald_indices(
+            probs_T_N_K[:, candidates.to(device)],
+            budget,
+            max_exact_configurations=self.max_exact_configurations,
+            n_joint_samples=self.n_joint_samples,
+            generator=gen,
+        )
+        return Selection(indices=candidates[picks], scores=scores_N)
