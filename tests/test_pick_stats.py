@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from dean_nb.strategies import annealing, clustering
 from dean_nb.analysis.pick_stats import (
     batch_diversity,
     chi_square_gof,
@@ -15,6 +14,7 @@ from dean_nb.analysis.pick_stats import (
     perplexity,
     pick_summary,
 )
+from dean_nb.strategies import clustering
 
 
 @pytest.fixture(scope="module")
