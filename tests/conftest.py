@@ -130,7 +130,7 @@ def tiny():
 
 def _write_record(folder: Path, accuracy: float, **overrides) -> Path:
     """A finished two-step record with test accuracy ``accuracy`` at both steps, written
-    where :func:`dean_nb.grid.run_grid` would, without training."""
+    where :func:`dean_nb.experiment.grid.run_grid` would, without training."""
     config = _quick(**overrides)
     steps = [
         StepRecord(step=t, n_labels=20 + 20 * t, test_accuracy=accuracy, sigma=0.3, wall_time=0.1)

@@ -1,4 +1,4 @@
-"""Tests of dean_nb.annealing: distances, beta, clustering, centroids and the Gibbs sampler."""
+"""Tests of dean_nb.strategies.annealing: distances, beta, clustering, centroids and the Gibbs sampler."""
 
 from __future__ import annotations
 

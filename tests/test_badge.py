@@ -1,4 +1,4 @@
-"""Tests of dean_nb.badge and the ``badge`` strategy: the embeddings are the last layer's
+"""Tests of dean_nb.strategies.badge and the ``badge`` strategy: the embeddings are the last layer's
 cross-entropy gradients at the predicted label (checked against autograd), k-means++ draws each
 centre with probability d^2 / sum d^2 (chi-square), and the batch is diverse."""
 

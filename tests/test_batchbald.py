@@ -1,4 +1,4 @@
-"""Tests of dean_nb.batchbald: joint entropies (exact, sampled) and the greedy BatchBALD."""
+"""Tests of dean_nb.strategies.batchbald: joint entropies (exact, sampled) and the greedy BatchBALD."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How a learned channel matches the true one (``dean_nb.channel_fit``).
+"""How a learned channel matches the true one (``dean_nb.analysis.channel_fit``).
 
 Properties: the true channel fits itself exactly and the identity scores the flip rate; a
 symmetric ``W`` against pair-flip ``T`` sits at the chance level of the flip share, with the

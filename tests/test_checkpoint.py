@@ -1,4 +1,4 @@
-"""Per-step checkpoints (dean_nb.loop): a killed run resumes from its last finished step.
+"""Per-step checkpoints (dean_nb.experiment.loop): a killed run resumes from its last finished step.
 
 Properties: a run interrupted after step k and resumed from its checkpoint gives the record of
 an uninterrupted run (selections, accuracies, sigma, beta, channel: everything but wall times

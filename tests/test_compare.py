@@ -1,4 +1,4 @@
-"""Results (``dean_nb.compare``): the tidy frame, its tables, paired gaps and the paper's claims.
+"""Results (``dean_nb.analysis.results``): the tidy frame, its tables, paired gaps and the paper's claims.
 
 Properties: a results folder loads into one row per run x step and its tables hold the mean,
 std and count over seeds; runs that differ in anything but the seed (and where they ran) are

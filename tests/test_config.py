@@ -1,4 +1,4 @@
-"""The configuration (dean_nb.config): presets, validation when built, overrides.
+"""The configuration (dean_nb.experiment.config): presets, validation when built, overrides.
 
 Properties: a configuration round-trips through JSON; the presets hold the paper's protocol;
 a bad value is refused when the configuration is built, with a message naming the field;

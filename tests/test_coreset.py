@@ -1,4 +1,4 @@
-"""Tests of dean_nb.coreset: k-center greedy against brute force, and its chunked distances."""
+"""Tests of dean_nb.strategies.coreset: k-center greedy against brute force, and its chunked distances."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of dean_nb.data: digits, the torchvision loaders on tiny real-format files, make_split.
+"""Tests of dean_nb.problem.datasets: digits, the torchvision loaders on tiny real-format files, make_split.
 
 The torchvision datasets are exercised end to end through ``load_dataset`` with TINY files
 written in each dataset's real on-disk format (IDX, CIFAR python pickles, SVHN .mat), so the

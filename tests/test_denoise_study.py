@@ -1,4 +1,4 @@
-"""dean_nb.denoise_study: the variants' channels, and that the per-epoch records of a training
+"""dean_nb.experiment.denoise_study: the variants' channels, and that the per-epoch records of a training
 run on noisy labels are what they claim (epochs, channels, memorisation, prefix property)."""
 
 import numpy as np

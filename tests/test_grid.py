@@ -1,4 +1,4 @@
-"""Grids (dean_nb.grid): every combination of a base configuration, run resumably.
+"""Grids (dean_nb.experiment.grid): every combination of a base configuration, run resumably.
 
 Properties: a grid holds every combination once, each under its own run key; a killed grid
 resumes without redoing or touching finished runs; a failed run loses no other and writes

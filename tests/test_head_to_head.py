@@ -1,4 +1,4 @@
-"""Head-to-head verdicts (``dean_nb.head_to_head``).
+"""Head-to-head verdicts (``dean_nb.analysis.head_to_head``).
 
 Properties: the word follows the sign and size of the gap against the margin; it is tentative
 exactly when few seeds are paired or the gap's 2-standard-error interval reaches a boundary;

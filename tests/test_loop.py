@@ -1,4 +1,4 @@
-"""The active-learning loop (dean_nb.loop): Algorithms 1 and 2.
+"""The active-learning loop (dean_nb.experiment.loop): Algorithms 1 and 2.
 
 Properties: every strategy's quick run improves on its initial model; a seed fixes the split,
 the oracle and every selection; :func:`train_step_model` is the loop's step model; every

@@ -1,4 +1,4 @@
-"""The oracle's channel of a run (dean_nb.noise, ``ExperimentConfig.noise``).
+"""The oracle's channel of a run (dean_nb.problem.noise, ``ExperimentConfig.noise``).
 
 Properties: the pair-flip channel sends class j to j+1 mod K at rate epsilon and nowhere else;
 a matrix file's channel is the oracle's, as given; run keys are unchanged for the symmetric

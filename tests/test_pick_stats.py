@@ -1,4 +1,4 @@
-"""dean_nb.pick_stats: perplexity limits, the chi-square test's calibration and its cells, the
+"""dean_nb.analysis.pick_stats: perplexity limits, the chi-square test's calibration and its cells, the
 first picks' seeding, and the batch-diversity statistics against direct computations."""
 
 import math

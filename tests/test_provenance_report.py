@@ -1,4 +1,4 @@
-"""Provenance of run records as tables (``dean_nb.provenance_report``).
+"""Provenance of run records as tables (``dean_nb.analysis.provenance_report``).
 
 Properties: a commit is shortened to ten hex digits and keeps its ``-dirty`` mark; a machine
 is named even where an old record lacks fields; the frame has one row per record with the

@@ -1,4 +1,4 @@
-"""Run records (dean_nb.records): JSON round trips, provenance, atomic writes.
+"""Run records (dean_nb.experiment.records): JSON round trips, provenance, atomic writes.
 
 Properties: a record round-trips through its JSON file and names where it was made; a write
 killed midway leaves no file (not even a partial one); records get the usual file mode.

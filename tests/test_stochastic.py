@@ -1,4 +1,4 @@
-"""Tests of dean_nb.stochastic: Gumbel-top-k is sequential sampling without replacement, the
+"""Tests of dean_nb.strategies.stochastic: Gumbel-top-k is sequential sampling without replacement, the
 power and softmax weights are their formulas with the right limits, and the registered
 strategies draw from those weights of their scores."""
 

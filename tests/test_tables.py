@@ -1,4 +1,4 @@
-"""Tables of recorded runs (``dean_nb.tables``), on synthetic tidy frames with known values.
+"""Tables of recorded runs (``dean_nb.analysis.tables``), on synthetic tidy frames with known values.
 
 Properties: every table is a view of the same per-seed accuracies: the final-step cells are
 the summary's mean and std, the best method has the largest mean, a paired gap is the mean of

@@ -1,8 +1,8 @@
 """How well a learned noisy channel ``W`` matches the oracle's true channel ``T``.
 
 Chapter "DeAn and the stochastic baselines" (class-dependent noise). Both matrices are K x K
-and column-stochastic with the orientation of :mod:`dean_nb.oracle`: ``M[i, j] = p(answer i |
-true class j)``. The denoising layer (:class:`dean_nb.denoise.NoisyChannel`) learns ``W`` only
+and column-stochastic with the orientation of :mod:`dean_nb.problem.oracle`: ``M[i, j] = p(answer i |
+true class j)``. The denoising layer (:class:`dean_nb.learner.denoise.NoisyChannel`) learns ``W`` only
 from noisy answers, so the question is whether its mistakes land where the oracle's do: under
 pair-flip noise every flip of class ``j`` goes to ``j + 1 mod K``, and a ``W`` that found the
 structure puts its off-diagonal mass there, not spread over the other ``K - 2`` classes.
@@ -106,12 +106,12 @@ def fit_table(runs: Iterable[RunResult]):
     """:func:`channel_fit` of the last learned ``W`` of every run that learned one.
 
     Args:
-        runs: run records (:class:`~dean_nb.records.RunResult`); those without a learned
+        runs: run records (:class:`~dean_nb.experiment.records.RunResult`); those without a learned
             channel at their last step (no denoising layer) are left out.
 
     Returns:
         A DataFrame, one row per such run: ``method, noise, epsilon, seed`` (``noise`` as
-        :func:`dean_nb.noise.noise_label` names it) and the fields of
+        :func:`dean_nb.problem.noise.noise_label` names it) and the fields of
         :class:`ChannelFit`.
     """
     import pandas as pd

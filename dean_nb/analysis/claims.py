@@ -167,7 +167,7 @@ def settled_against(
 ) -> bool:
     """Whether ``gap`` is clear of ``threshold``: at least ``min_seeds`` paired seeds and the
     threshold at least ``n_stderr`` standard errors from the gap's mean (the rule behind every
-    ``(tentative)`` of :func:`verdict` and :func:`dean_nb.head_to_head.outcome`)."""
+    ``(tentative)`` of :func:`verdict` and :func:`dean_nb.analysis.head_to_head.outcome`)."""
     return (
         gap.n_seeds >= min_seeds
         and not math.isnan(gap.stderr)

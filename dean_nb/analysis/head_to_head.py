@@ -2,7 +2,7 @@
 
 Chapter "DeAn and the stochastic baselines" asks questions of the form "is DeAn ahead of X?"
 at a few points of the learning curves. Each answer is a paired gap
-(:func:`dean_nb.compare.paired_gap`: the mean over seeds of ``method - rival`` in test
+(:func:`dean_nb.analysis.claims.paired_gap`: the mean over seeds of ``method - rival`` in test
 accuracy, and its standard error) turned into one word by :func:`outcome`:
 
 * ``ahead`` when the gap is at least ``+margin``, ``behind`` when it is at most ``-margin``,
@@ -42,7 +42,7 @@ def outcome(gap: PairedGap, margin: float, *, min_seeds: int = 3, n_stderr: floa
     """``ahead``, ``tie`` or ``behind`` for a paired gap, ``(tentative)`` when unsettled.
 
     Args:
-        gap: a :class:`~dean_nb.compare.PairedGap` (accuracy fractions).
+        gap: a :class:`~dean_nb.analysis.claims.PairedGap` (accuracy fractions).
         margin: in [0, 1): a gap with ``|mean| < margin`` is a tie.
         min_seeds: fewer paired seeds than this make the verdict tentative.
         n_stderr: how many standard errors the gap must keep from ``+/-margin``.
@@ -90,7 +90,7 @@ def head_to_head(
     """``method`` against each of ``rivals`` at every noise level and budget, seed by seed.
 
     Args:
-        df: the frame of :func:`dean_nb.compare.load_results` (one dataset).
+        df: the frame of :func:`dean_nb.analysis.results.load_results` (one dataset).
         method: the method judged, a label of ``df["method"]``.
         rivals: labels of the methods it is compared with, one row each; a rival without
             records there gives a ``not measured`` row.

@@ -2,7 +2,7 @@
 whether drawn picks follow it, and how diverse a batch is.
 
 * :func:`perplexity` and :func:`pick_summary`: the effective number of images the pick
-  distribution of eq. 4 (:func:`dean_nb.annealing.pick_distribution`) chooses among, and its
+  distribution of eq. 4 (:func:`dean_nb.strategies.annealing.pick_distribution`) chooses among, and its
   mass on the centroids, at one inverse temperature;
 * :func:`first_picks` and :func:`chi_square_gof`: the first pick of many independent batches
   and a chi-square goodness-of-fit test of picks against a distribution;
@@ -58,7 +58,7 @@ def first_picks(
     seed: int,
 ) -> torch.Tensor:
     """``(n_draws,)`` first picks of independent one-image batches, drawn in turn from one
-    generator seeded with ``seed`` (:func:`dean_nb.annealing.sample_annealed`)."""
+    generator seeded with ``seed`` (:func:`dean_nb.strategies.annealing.sample_annealed`)."""
     gen = make_generator(seed)
     return torch.cat(
         [

@@ -1,8 +1,8 @@
 """Where and how the run records of a folder were made: their provenance as tables.
 
-Every record (:class:`dean_nb.records.RunResult`) stores the command line that made it, the
+Every record (:class:`dean_nb.experiment.records.RunResult`) stores the command line that made it, the
 git commit, the date, the machine and the wall time of each step
-(:func:`dean_nb.records.provenance`). Chapters 5 and 6 summarise that: which commands made
+(:func:`dean_nb.experiment.records.provenance`). Chapters 5 and 6 summarise that: which commands made
 the records (:func:`format_command` prints one flag per line), which code versions and
 machines (:func:`provenance_frame`, :func:`version_summary`) and how long a step took on each
 machine (:func:`wall_time_by_machine`).
@@ -81,7 +81,7 @@ def version_summary(prov):
 def wall_time_by_machine(df, prov):
     """Mean wall time of each step (seconds): rows ``(machine, method)``, columns the steps.
 
-    ``df`` is the tidy frame of :func:`dean_nb.compare.load_results`, ``prov`` the
+    ``df`` is the tidy frame of :func:`dean_nb.analysis.results.load_results`, ``prov`` the
     :func:`provenance_frame` of the same records (joined on ``run``).
     """
     check_columns(df, ("run", "method", "step", "wall_time"))

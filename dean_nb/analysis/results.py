@@ -1,7 +1,7 @@
 """Results: the tidy frame of a results folder and its tables.
 
 Chapters 5 and 6 and ``python -m dean_nb report``. :func:`load_results` reads every run record
-of a folder (:mod:`dean_nb.records`) into one tidy :class:`pandas.DataFrame`, one row per run x
+of a folder (:mod:`dean_nb.experiment.records`) into one tidy :class:`pandas.DataFrame`, one row per run x
 step (:data:`RESULT_COLUMNS`); :func:`config_id` tells repeats of one configuration (which may
 be averaged) from other configurations (which are labelled apart, never mixed).
 :func:`summary_table` gives the paper's Table-2 view (mean +/- std test accuracy over seeds at

@@ -1,6 +1,6 @@
 """Tables of recorded runs beyond the paper's two: what chapters 5 and 6 print about a grid.
 
-:mod:`dean_nb.compare` holds the tidy frame (one row per run x step), the paper's Table-1 and
+:mod:`dean_nb.analysis.results` holds the tidy frame (one row per run x step), the paper's Table-1 and
 Table-2 views and the paired gaps of the paper's claims. This module builds the other tables
 the results chapters show from the same inputs, so the chapters call them instead of carrying
 their own pandas:
@@ -86,7 +86,7 @@ def final_step_table(summary, strategies: Sequence[str]):
     """Mean +/- std test accuracy (percent, one decimal) at the largest number of labels.
 
     Args:
-        summary: :func:`dean_nb.compare.summary_table` of one dataset.
+        summary: :func:`dean_nb.analysis.results.summary_table` of one dataset.
         strategies: the row order; each strategy is followed by its ``+denoise`` method, and
             methods of other strategies are left out.
 
@@ -126,10 +126,10 @@ def best_methods(summary, n_labels: Iterable[int]):
 def paired_gaps(
     df, quoted: Iterable[tuple[float, int, str, str]]
 ) -> dict[tuple[float, str], PairedGap]:
-    """Seed-by-seed gaps ``method - baseline`` (:func:`dean_nb.compare.paired_gap`), many at once.
+    """Seed-by-seed gaps ``method - baseline`` (:func:`dean_nb.analysis.claims.paired_gap`), many at once.
 
     Args:
-        df: the frame of :func:`dean_nb.compare.load_results` (one dataset).
+        df: the frame of :func:`dean_nb.analysis.results.load_results` (one dataset).
         quoted: ``(epsilon, n_acquired, method, baseline)`` per gap.
 
     Returns:
@@ -174,7 +174,7 @@ def denoising_gains(df, strategies: Sequence[str], epsilon: float, n_acquired: i
     """Each strategy with and without the denoising layer at one point of the curves.
 
     Args:
-        df: the frame of :func:`dean_nb.compare.load_results` (one dataset).
+        df: the frame of :func:`dean_nb.analysis.results.load_results` (one dataset).
         strategies: rows, in order; each needs runs with and without ``+denoise``.
         epsilon: the noise level; n_acquired: labels acquired beyond the initial set.
 

@@ -106,5 +106,5 @@ def resume_state(
 
 def partial_path(record: Path) -> Path:
     """The checkpoint of a run's record: ``.<run_key>.partial.json`` beside it (hidden, so
-    :func:`dean_nb.compare.load_results` skips it)."""
+    :func:`dean_nb.analysis.results.load_results` skips it)."""
     return record.with_name(f".{record.stem}.partial.json")

@@ -3,8 +3,8 @@
 Chapter "Experiments". A configuration names everything that fixes a run (dataset, strategy,
 noise, protocol sizes, seed) and where it happens (data folder, device, threads). Every field is
 validated when the configuration is built, and the strategy is built once with its options, so
-a bad value is refused before any training; the loop (:mod:`dean_nb.loop`) and the grid runner
-(:mod:`dean_nb.grid`) trust a built configuration.
+a bad value is refused before any training; the loop (:mod:`dean_nb.experiment.loop`) and the grid runner
+(:mod:`dean_nb.experiment.grid`) trust a built configuration.
 
 :data:`PRESETS` holds the named protocols (``quick`` on the embedded ``digits``, ``medium`` on
 Fashion-MNIST, ``paper`` on the paper's datasets). :meth:`ExperimentConfig.computed_fields` are
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 
-#: Suffix of a strategy name in :func:`dean_nb.grid.make_grid` (and the CLI) that switches
+#: Suffix of a strategy name in :func:`dean_nb.experiment.grid.make_grid` (and the CLI) that switches
 #: denoising on.
 DENOISE_SUFFIX = "+denoise"
 
@@ -75,8 +75,8 @@ class ExperimentConfig:
     :meth:`preset` gives the paper's protocol for each dataset.
 
     Attributes:
-        dataset: one of :data:`dean_nb.data.DATASETS`.
-        root: data folder for the torchvision datasets (``None``: :func:`dean_nb.data.resolve_root`).
+        dataset: one of :data:`dean_nb.problem.datasets.DATASETS`.
+        root: data folder for the torchvision datasets (``None``: :func:`dean_nb.problem.datasets.resolve_root`).
         download: let torchvision fetch missing files into ``root``.
         strategy: a name of :func:`dean_nb.strategies.available`.
         strategy_options: extra keyword options of the strategy (see its class in
@@ -87,9 +87,9 @@ class ExperimentConfig:
             invalid value is refused then, not at the first acquisition.
         epsilon: oracle noise, the flip probability of the channel, in [0, 1). With a matrix
             ``noise`` it is the matrix's flip probability ``1 - trace(T) / K``
-            (:func:`dean_nb.noise.flip_rate`), set from the matrix: leave it at 0 or give
+            (:func:`dean_nb.problem.noise.flip_rate`), set from the matrix: leave it at 0 or give
             that value.
-        noise: the oracle's channel (:mod:`dean_nb.noise`): ``"symmetric"`` (eq. 1, the
+        noise: the oracle's channel (:mod:`dean_nb.problem.noise`): ``"symmetric"`` (eq. 1, the
             paper's), ``"pairflip"`` (class ``j`` answered ``j + 1 mod K`` with probability
             ``epsilon``), or a K x K column-stochastic matrix ``T[i][j] = p(y'=i | y=j)``,
             given as a list of lists or as the path of a JSON file (``*.json``) holding one.
@@ -97,7 +97,7 @@ class ExperimentConfig:
             in its place, so the run key and the record depend on the entries, not the path.
         denoise: train through a learned noisy-channel layer (section 4, Algorithm 2).
         conv_dropout: how the network drops its convolutional maps
-            (:data:`dean_nb.models.CONV_DROPOUTS`): ``"channel"``, whole maps, as the authors'
+            (:data:`dean_nb.learner.models.CONV_DROPOUTS`): ``"channel"``, whole maps, as the authors'
             code does (the default); ``"element"``, single activations, as the records made
             before this field existed (chapter 6's ablation).
         initial_per_class: ``k``: the initial labelled set holds ``k`` images of every class.
@@ -112,7 +112,7 @@ class ExperimentConfig:
         beta_scale: the scale ``l`` of ``f`` (the paper: 1/4).
         pool_subset: score a uniform random subset of this many pool images per step
             (without replacement); ``None`` scores the whole pool.
-        batch_size: training minibatch size (``None``: the :class:`dean_nb.training.TrainConfig` default).
+        batch_size: training minibatch size (``None``: the :class:`dean_nb.learner.training.TrainConfig` default).
         eval_batch_size: chunk size of the inference passes (``None``: one chunk per call
             unless the callee chooses otherwise).
         lr: Adam learning rate.
@@ -387,7 +387,7 @@ def run_key(config: ExperimentConfig) -> str:
     ``digits_dean_matrix-5e6f7a8b-eps0.12_seed2_...``). The hash covers every field that
     changes what is computed (:meth:`ExperimentConfig.computed_fields`: not ``root``,
     ``device``, ``num_threads``, ``quiet``, ``download``), a matrix channel by its entries.
-    Records (:func:`dean_nb.grid.result_path`) and checkpoints are named by it.
+    Records (:func:`dean_nb.experiment.grid.result_path`) and checkpoints are named by it.
     """
     payload = config.computed_fields()
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]

@@ -1,7 +1,7 @@
 """Processes that share a results folder: claims on runs, heartbeats, stale leftovers.
 
 Chapter "Experiments" and the README's "Shared folders and killed runs". Several
-:func:`dean_nb.grid.run_grid` calls (processes on one machine, or machines sharing the folder
+:func:`dean_nb.experiment.grid.run_grid` calls (processes on one machine, or machines sharing the folder
 over NFS) compute every run once: a process claims a run by creating ``.<run_key>.lock`` beside
 its record with ``O_CREAT | O_EXCL`` (:class:`RunLocks`), a daemon thread refreshes the lock's
 modification time while the run computes (the heartbeat), and a claim whose owner died is
@@ -11,7 +11,7 @@ clock. :func:`remove_stale_leftovers` removes what killed processes left in the 
 
 This module names the hidden files beside a record: its lock (:func:`lock_path`) and its
 checkpoint (:func:`partial_path`); the temporary files of a write are
-:func:`dean_nb.records.atomic_write_json`'s.
+:func:`dean_nb.experiment.records.atomic_write_json`'s.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 
-#: Seconds without a heartbeat after which :func:`dean_nb.grid.run_grid` takes a claim as
+#: Seconds without a heartbeat after which :func:`dean_nb.experiment.grid.run_grid` takes a claim as
 #: abandoned.
 DEFAULT_STALE_AFTER = 300.0
 
@@ -341,7 +341,7 @@ class RunLocks:
 def remove_stale_leftovers(folder: Path, stale_after: float) -> list[Path]:
     """Remove what killed processes left in a results folder; return what was removed.
 
-    * temporary files of :func:`dean_nb.records.atomic_write_json` whose writer is gone (this machine, pid
+    * temporary files of :func:`dean_nb.experiment.records.atomic_write_json` whose writer is gone (this machine, pid
       dead) or that are older than ``stale_after`` (a live writer holds one for
       milliseconds);
     * reclaim mutexes (:func:`_remove_stale_lock`) and clock probes of killed processes;

@@ -1,14 +1,14 @@
 """Run records: what a run measured and chose, written once and read back.
 
 Chapter "Experiments". A :class:`RunResult` is one finished run (its
-:class:`~dean_nb.config.ExperimentConfig`, one :class:`StepRecord` per step, the initial set,
+:class:`~dean_nb.experiment.config.ExperimentConfig`, one :class:`StepRecord` per step, the initial set,
 the oracle's channel) plus its :func:`provenance`: versions, commit, date, host, device and the
-kind of CPU, which says where the record can be re-made exactly (:mod:`dean_nb.replay`).
+kind of CPU, which says where the record can be re-made exactly (:mod:`dean_nb.experiment.replay`).
 
 Records are JSON files. :func:`atomic_write_json` writes a file so that it is either absent or
 complete (a temporary file in the same folder, then a rename, or a hard link that never
 replaces an existing record); :func:`load_run` reads one back and names the file and the reason
-when it is not a run record. The loop's checkpoints (:mod:`dean_nb.loop`) are written the same
+when it is not a run record. The loop's checkpoints (:mod:`dean_nb.experiment.loop`) are written the same
 way.
 """
 
@@ -280,7 +280,7 @@ def atomic_write_json(path: Path, payload: dict[str, Any], *, overwrite: bool = 
     systems without hard links it falls back to check-then-rename (a narrow race).
 
     The temporary file is ``.<name>~<host>~<pid>~<random>.tmp`` in the same folder, so that
-    :func:`dean_nb.grid.run_grid` can tell a killed writer's leftover from a live writer's
+    :func:`dean_nb.experiment.grid.run_grid` can tell a killed writer's leftover from a live writer's
     file (:func:`local_writer_pid`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)

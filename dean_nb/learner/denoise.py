@@ -84,7 +84,7 @@ DEFAULT_SOFTMAX_LR = 1e-2
 
 #: Smallest probability whose log enters the noisy-label likelihood (float32 ``tiny``): a
 #: channel output of exactly 0 gives a large finite loss instead of ``inf``. The one
-#: definition; :func:`dean_nb.training.batch_loss` goes through :func:`noisy_log_probs`.
+#: definition; :func:`dean_nb.learner.training.batch_loss` goes through :func:`noisy_log_probs`.
 PROB_FLOOR = torch.finfo(torch.float32).tiny
 
 #: Smallest entry of a starting channel turned into softmax logits: a zero entry starts at
@@ -146,7 +146,7 @@ class NoisyChannel(nn.Module):
             ignored otherwise. Default :data:`DEFAULT_INIT_DIAGONAL`.
         trace_weight: weight of the trace penalty :meth:`penalty` (>= 0; ``None``:
             :data:`DEFAULT_TRACE_WEIGHT`, i.e. off).
-        lr: the learning rate this channel asks :func:`dean_nb.training.train_model` for
+        lr: the learning rate this channel asks :func:`dean_nb.learner.training.train_model` for
             (exposed as ``preferred_lr``; an explicit ``TrainConfig.channel_lr`` wins).
             ``None``: :data:`DEFAULT_SOFTMAX_LR` for ``"softmax"``; for ``"projected"`` no
             preference, so the model's learning rate (the authors' single Adam).
@@ -232,7 +232,7 @@ class NoisyChannel(nn.Module):
 
     def penalty(self) -> torch.Tensor:
         """``trace_weight * trace(W)``, added to the training loss by
-        :func:`dean_nb.training.train_model` (a 0-dim tensor; exactly 0 when the weight is 0).
+        :func:`dean_nb.learner.training.train_model` (a 0-dim tensor; exactly 0 when the weight is 0).
 
         Minimising the trace favours, among channels that explain the noisy labels equally
         well, the noisiest one, so the base model is pushed towards the clean labels (Tanno et
@@ -258,7 +258,7 @@ class NoisyChannel(nn.Module):
     def project_(self) -> NoisyChannel:
         """Put ``W`` back on the simplex in place (``"projected"``); a no-op for ``"softmax"``.
 
-        Called by :func:`dean_nb.training.train_model` after every optimiser step.
+        Called by :func:`dean_nb.learner.training.train_model` after every optimiser step.
         """
         if self.parameterisation == "projected":
             self.weight.copy_(project_to_simplex_columns(self.weight))

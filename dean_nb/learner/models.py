@@ -9,7 +9,7 @@ Chapter "Models and MC dropout". Every network here is an :class:`MCDropoutNet`:
   logits ``(N, K)``. All randomness of MC dropout lives here.
 
 ``forward(x) = head(trunk(x))``, so the split changes nothing about what the network computes;
-:func:`dean_nb.mc_dropout.mc_dropout_probs` uses it to run the trunk once and the head T times.
+:func:`dean_nb.learner.mc_dropout.mc_dropout_probs` uses it to run the trunk once and the head T times.
 
 Architectures (``arch``), after appendix B.1 of Gupta, Sahu and Lin (arXiv:1909.12473):
 

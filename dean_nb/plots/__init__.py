@@ -1,6 +1,6 @@
 """Figures of the results chapters: learning curves, channel heatmaps, uncertainty curves.
 
-Every function takes data (the tidy frame of :func:`dean_nb.compare.load_results`, or
+Every function takes data (the tidy frame of :func:`dean_nb.analysis.results.load_results`, or
 tensors) and returns a new :class:`matplotlib.figure.Figure`. Nothing touches pyplot's global
 state and nothing is shown: a notebook displays the returned figure, a script saves it with
 ``fig.savefig(path)``.

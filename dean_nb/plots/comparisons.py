@@ -26,7 +26,7 @@ def head_to_head_gaps(
     """Gaps ``method - rival`` with ``n_stderr`` standard errors, one panel per (ε, budget).
 
     Args:
-        table: :func:`dean_nb.head_to_head.head_to_head` (gaps and standard errors in points).
+        table: :func:`dean_nb.analysis.head_to_head.head_to_head` (gaps and standard errors in points).
         margin: the tie margin (accuracy fraction), shaded around zero.
         method: the judged method's name, for the axis label.
         title: the figure's title.
@@ -92,7 +92,7 @@ def batch_information(
 
     Args:
         values_by_passes: ``{T: values}``, the BatchBALD value (nats) of the batch after each
-            pick (:func:`dean_nb.batchbald.batchbald_indices`' second output) with ``T``
+            pick (:func:`dean_nb.strategies.batchbald.batchbald_indices`' second output) with ``T``
             MC-dropout passes.
         title: the figure's title.
 

@@ -115,7 +115,7 @@ def noisy_label_examples(channel, images, truth, answers, *, title: str, cols: i
 def information_curve(num_classes: int, levels: Sequence[float] = (0.1, 0.2, 0.3, 0.4)) -> Figure:
     """Bits per label of the K-ary symmetric channel against its flip probability (chapter 1).
 
-    The closed form :func:`dean_nb.oracle.symmetric_information_bits` on a grid of
+    The closed form :func:`dean_nb.problem.oracle.symmetric_information_bits` on a grid of
     ``epsilon`` in ``[0, 0.99]``, dots at ``levels`` (the paper's), and a dotted line at
     ``epsilon = (K - 1) / K`` where a label carries nothing.
     """
@@ -528,7 +528,7 @@ def noise_sweep(curves: dict, summary, *, epochs, last_epoch: int, styles: dict)
 
 def trust_weight_curves(diagonals: dict, num_classes: int) -> Figure:
     """The weight ``r(p)`` a fixed symmetric channel gives a label of probability ``p``
-    (chapter 4, :func:`dean_nb.denoise.trust_weight`), one curve per ``{name: diagonal}``."""
+    (chapter 4, :func:`dean_nb.learner.denoise.trust_weight`), one curve per ``{name: diagonal}``."""
     p_grid = np.logspace(-3, 0, 200)
     fig = Figure(figsize=(6.5, 3.6), layout="constrained")
     ax = fig.subplots()

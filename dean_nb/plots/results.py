@@ -110,7 +110,7 @@ def learning_curves(
     """Test accuracy vs labels: mean +/- std over seeds per method, one panel per epsilon.
 
     Args:
-        df: tidy results (:func:`dean_nb.compare.load_results`): needs ``epsilon``,
+        df: tidy results (:func:`dean_nb.analysis.results.load_results`): needs ``epsilon``,
             ``method``, ``test_accuracy`` and the ``x`` column.
         dataset: which dataset to plot when ``df`` holds several.
         x: ``"n_labels"`` (default) or ``"n_acquired"`` (the paper's tables) or ``"step"``.
@@ -201,7 +201,7 @@ def channel_heatmaps(
     Args:
         true: the oracle's channel (tensor, array or nested lists).
         learned: the denoising layer's ``W`` (e.g. ``NoisyChannel.matrix`` or a
-            :class:`~dean_nb.records.StepRecord`'s ``channel``), or any second channel
+            :class:`~dean_nb.experiment.records.StepRecord`'s ``channel``), or any second channel
             (chapter 1 shows an empirical one).
         class_names: tick labels (default ``0 .. K-1``).
         annotate: write each value in its cell (default: when ``K <= 10``).
@@ -235,7 +235,7 @@ def claim_gaps(
     """The paper's claims as horizontal bars: the paper's MNIST gap beside ours (chapter 6).
 
     Args:
-        claims: :func:`dean_nb.compare.claims_table` (columns ``claim, epsilon, gap, stderr,
+        claims: :func:`dean_nb.analysis.claims.claims_table` (columns ``claim, epsilon, gap, stderr,
             n_seeds, paper_gap``; accuracy fractions), one bar pair per row, top to bottom.
         margin: the claims' tie margin, shaded around zero.
         ours: the legend's name of our runs (``"ours, Fashion-MNIST"``).

@@ -80,7 +80,7 @@ def method_order(methods: Sequence[str]) -> list[str]:
 
 
 def check_frame(df, columns: Sequence[str]) -> None:
-    check_columns(df, columns, "dean_nb.compare.load_results")
+    check_columns(df, columns, "dean_nb.analysis.results.load_results")
     if len(df) == 0:
         raise ValueError("df is empty: no results to plot")
 

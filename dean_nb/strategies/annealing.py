@@ -5,7 +5,7 @@ predictive distributions ``mean_probs`` (N, K) of the pool and an importance sco
 (BALD, eq. 2):
 
 1. distances, clusters and median-score centroids under ``d = sqrt(JS)``: in
-   :mod:`dean_nb.clustering` (:func:`js_distance`, :func:`minimum_spanning_tree`,
+   :mod:`dean_nb.strategies.clustering` (:func:`js_distance`, :func:`minimum_spanning_tree`,
    :func:`single_linkage`, :func:`cluster_points`, :func:`median_centroids`), whose public
    names this module re-exports, so ``js_distance`` and the like keep working;
 2. the inverse temperature ``beta = f(sigma)`` from the model uncertainty ``sigma``
@@ -46,12 +46,12 @@ from dean_nb.strategies.base import (
 )
 from dean_nb.strategies.clustering import (
     DistanceRows,
-    _check_n_clusters,
-    _cluster_points,
-    _median_centroids,
     check_linkage,
+    check_n_clusters,
     check_pool,
+    cluster_points,
     js_distance,
+    median_centroids,
 )
 from dean_nb.validation import check_budget, check_float_range, check_int_range, check_ndim
 
@@ -387,11 +387,11 @@ def annealed_selection(
     n_points = mean_probs.shape[0]
     _check_scores(scores, n_points)
     budget = check_budget(budget, n_points)
-    n_clusters = _check_n_clusters(n_clusters, n_points)
+    n_clusters = check_n_clusters(n_clusters, n_points)
     beta = _check_beta(beta)
     check_linkage(linkage)
-    labels_N = _cluster_points(mean_probs, n_clusters, linkage)
-    centroids_C = _median_centroids(labels_N, scores.to(labels_N.device))
+    labels_N = cluster_points(mean_probs, n_clusters, linkage)
+    centroids_C = median_centroids(labels_N, scores.to(labels_N.device))
     weights_C = scores.detach().to(centroids_C.device)[centroids_C]
     indices_B, drawn_B = _sample_annealed(
         mean_probs, centroids_C, weights_C, budget, beta, generator
@@ -431,14 +431,14 @@ class DeAnStrategy:
     Steps: ``T = ctx.n_mc_samples`` MC-dropout passes on the pool give BALD scores ``rho`` and
     mean probabilities; ``sigma`` (``ctx.sigma``, or the mean variation ratio of ``T`` passes
     on ``ctx.x_validation``) gives ``beta = f(sigma)``; the pool is clustered into
-    ``n_clusters`` groups and the batch drawn by :func:`dean_nb.annealing.annealed_batch`.
+    ``n_clusters`` groups and the batch drawn by :func:`dean_nb.strategies.annealing.annealed_batch`.
 
     Options:
         beta_kind: ``f`` in ``beta = f(sigma)``: ``"exp"`` (MNIST, CIFAR10, SVHN), ``"pow4"``
             (EMNIST, CIFAR100) or ``"log"``.
         beta_scale: the scale ``l > 0`` of ``f`` (paper: 1/4).
         n_clusters: number of clusters; ``None`` gives ``min(5 b, P)`` (paper text; the rule
-            is :func:`dean_nb.annealing.default_n_clusters`).
+            is :func:`dean_nb.strategies.annealing.default_n_clusters`).
         linkage: agglomerative linkage (the authors' code: ``"single"``).
         beta: ``None`` (the paper): ``beta = f(sigma)`` at each step. A number in ``[0, inf]``:
             that inverse temperature at every step (annealing off; ``beta_kind`` and

@@ -12,9 +12,9 @@ penultimate features, ``D = K * F`` embedding dimensions):
 - :func:`gradient_embeddings`: ``(p - onehot(y_hat)) outer h``, flattened K-major;
 - :func:`kmeans_pp_indices`: k-means++ seeding (D^2 sampling), in pick order.
 
-:class:`dean_nb.strategies.BadgeStrategy` wraps them behind the strategy interface (penultimate
-features from :func:`dean_nb.coreset.penultimate_features`, probabilities from
-:func:`dean_nb.scoring.predict_probs`, both with dropout off) and registers them as ``"badge"``.
+:class:`dean_nb.strategies.badge.BadgeStrategy` wraps them behind the strategy interface (penultimate
+features from :func:`dean_nb.strategies.coreset.penultimate_features`, probabilities from
+:func:`dean_nb.learner.mc_dropout.predict_probs`, both with dropout off) and registers them as ``"badge"``.
 
 Following the reference implementation (github.com/JordanAsh/badge, ``get_grad_embedding``
 and ``init_centers``): only the weight gradient is embedded, not the bias's (which would add
@@ -160,8 +160,8 @@ class BadgeStrategy:
 
     Each pool point's embedding is the cross-entropy gradient w.r.t. the last layer's weights
     at its predicted label, from penultimate features and probabilities with dropout off
-    (:func:`dean_nb.badge.gradient_embeddings`); the batch is k-means++ seeding on them
-    (:func:`dean_nb.badge.kmeans_pp_indices`), drawn from ``ctx.generator``.
+    (:func:`dean_nb.strategies.badge.gradient_embeddings`); the batch is k-means++ seeding on them
+    (:func:`dean_nb.strategies.badge.kmeans_pp_indices`), drawn from ``ctx.generator``.
 
     Options:
         chunk_size: rows per block in the distance computation (memory knob only).

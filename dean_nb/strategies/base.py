@@ -40,7 +40,7 @@ class AcquisitionContext:
     """Everything a strategy may look at in one acquisition step.
 
     Attributes:
-        model: the current classifier (a :class:`dean_nb.models.MCDropoutNet` or any module
+        model: the current classifier (a :class:`dean_nb.learner.models.MCDropoutNet` or any module
             with ``forward`` giving logits and, for ``coreset``, ``features``).
         x_pool: ``(P, C, H, W)`` unlabelled pool inputs the batch is chosen from.
         budget: batch size ``b``, an integer in ``[1, P]``.
@@ -174,7 +174,7 @@ def mc_probs(
     masks: str = "independent",
 ) -> torch.Tensor:
     """``(T, N, K)`` MC-dropout probabilities with ``T = ctx.n_mc_samples`` (see
-    :func:`dean_nb.mc_dropout.mc_dropout_probs` for ``masks``)."""
+    :func:`dean_nb.learner.mc_dropout.mc_dropout_probs` for ``masks``)."""
     n_samples = check_int_range("n_mc_samples", ctx.n_mc_samples, 1)
     return mc_dropout.mc_dropout_probs(
         ctx.model, x, n_samples, batch_size=ctx.batch_size, generator=generator, masks=masks

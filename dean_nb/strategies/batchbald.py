@@ -9,7 +9,7 @@ tensors whose names carry their axes: ``T`` passes, ``N`` candidates, ``B`` batc
 ``K`` classes, ``C`` configurations (all of them), ``M`` sampled configurations. (batchbald_redux
 calls the MC samples ``K``; here ``K`` is always the number of classes.)
 
-:class:`dean_nb.strategies.BatchBALDStrategy` wraps them behind the strategy interface and
+:class:`dean_nb.strategies.batchbald.BatchBALDStrategy` wraps them behind the strategy interface and
 registers them as ``"batchbald"``.
 """
 

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_DENSE_POOL",
     "DistanceRows",
     "check_linkage",
+    "check_n_clusters",
     "check_pool",
     "cluster_points",
     "js_distance",
@@ -74,7 +75,7 @@ def check_pool(mean_probs: torch.Tensor, name: str = "mean_probs") -> torch.Tens
     return check_probabilities(name, mean_probs)
 
 
-def _check_n_clusters(n_clusters: int, n_points: int) -> int:
+def check_n_clusters(n_clusters: int, n_points: int) -> int:
     return check_int_range("n_clusters", n_clusters, 1, n_points)
 
 
@@ -380,7 +381,7 @@ def single_linkage(mean_probs: torch.Tensor, n_clusters: int) -> torch.Tensor:
         numbered in the order of their smallest member index.
     """
     check_pool(mean_probs)
-    n_clusters = _check_n_clusters(n_clusters, mean_probs.shape[0])
+    n_clusters = check_n_clusters(n_clusters, mean_probs.shape[0])
     return _single_linkage(mean_probs, n_clusters)
 
 
@@ -422,7 +423,7 @@ def cluster_points(
     """
     check_linkage(linkage)
     check_pool(mean_probs)
-    n_clusters = _check_n_clusters(n_clusters, mean_probs.shape[0])
+    n_clusters = check_n_clusters(n_clusters, mean_probs.shape[0])
     return _cluster_points(mean_probs, n_clusters, linkage)
 
 

@@ -9,7 +9,7 @@ axes (``N`` points, ``M`` centres, ``F`` features):
 - :func:`k_center_greedy`: the greedy picks, in order;
 - :func:`penultimate_features`: ``model.features(x)`` with dropout off.
 
-:class:`dean_nb.strategies.CoresetStrategy` wraps them behind the strategy interface and
+:class:`dean_nb.strategies.coreset.CoresetStrategy` wraps them behind the strategy interface and
 registers them as ``"coreset"``.
 """
 
@@ -23,7 +23,12 @@ import torch
 from torch import nn
 
 from dean_nb.learner.mc_dropout import model_device
-from dean_nb.strategies.base import AcquisitionContext, Selection, check_context, compute_device
+from dean_nb.strategies.base import (
+    AcquisitionContext,
+    Selection,
+    check_context,
+    compute_device,
+)
 from dean_nb.validation import check_budget, check_int_range, check_ndim
 
 __all__ = ["k_center_greedy", "min_squared_distances", "penultimate_features"]

@@ -1,7 +1,7 @@
 """Scores computed from MC-dropout samples (chapter "Scoring the pool").
 
 Axis order everywhere: MC samples first, ``probs_T_N_K[t, n, k] = p_t(y = k | x_n)``. The
-samples come from :func:`dean_nb.mc_dropout.mc_dropout_probs` (re-exported here with the other
+samples come from :func:`dean_nb.learner.mc_dropout.mc_dropout_probs` (re-exported here with the other
 forward-pass helpers, so ``scoring.mc_dropout_probs`` keeps working).
 
 * :func:`bald`: mutual information between the label and the weights (the paper's eq. 2, the
@@ -109,7 +109,7 @@ def model_uncertainty(
     """The paper's model uncertainty sigma: mean variation ratio of T MC-dropout passes on a
     fixed validation set ``x_val (N, ...)`` (section 4.1). A float in ``[0, 1 - 1/K]``.
 
-    ``masks`` is passed to :func:`~dean_nb.mc_dropout.mc_dropout_probs`."""
+    ``masks`` is passed to :func:`~dean_nb.learner.mc_dropout.mc_dropout_probs`."""
     x_val = check_inputs("x_val", x_val)
     if x_val.shape[0] == 0:
         raise ValueError("x_val must contain at least one input")
