@@ -1,16 +1,17 @@
 """How should the denoising layer (paper section 4.2, Algorithm 2) be trained? A study.
 
 Trains a network on labels that went through a K-ary symmetric channel (eq. 1), with and
-without a learned noisy channel ``W`` appended (:mod:`dean_nb.denoise`), and records per
-epoch
+without a learned noisy channel ``W`` appended (:mod:`dean_nb.learner.denoise`), and records
+per epoch
 
 * the clean test accuracy of the detached base model ``M`` (eval mode),
 * how far ``W`` is from the true channel ``T``: mean ``|diag(W) - diag(T)|``, ``||W - T||_F``
   and the mean diagonal of ``W``,
 * memorisation: the share of flipped training labels that ``M`` predicts.
 
-Data: ``digits`` (scikit-learn's 8x8 digits through :func:`dean_nb.data.load_dataset`, the
-book's ``digits`` network, a random labelled subset of ``--sizes`` images) or ``blobs``
+Data: ``digits`` (scikit-learn's 8x8 digits through
+:func:`dean_nb.problem.datasets.load_dataset`, the book's ``digits`` network, a random labelled
+subset of ``--sizes`` images) or ``blobs``
 (K = 20 Gaussian blobs in 30 dimensions, an MLP with the same trunk/head split; it checks
 that a setting does not depend on K = 10).
 
@@ -21,10 +22,11 @@ a fixed symmetric matrix. Each run trains ``max(--epochs)`` epochs and the table
 records at each requested epoch count (with a constant learning rate, a run's first 50
 epochs are the 50-epoch run).
 
-Variants that :func:`dean_nb.training.train_model` supports (Adam, no warm-up) run through it,
-with the records taken by its ``on_epoch_end`` callback; the others (SGD for the channel,
-warm-up) use a loop that mirrors it (Adam lr 1e-3, batch 32, weight decay 3.5/N on
-``first_dense``, channel in its own optimiser).
+Every variant trains through :func:`dean_nb.learner.training.train_model` (Adam lr 1e-3, batch
+32, weight decay 3.5/N on ``first_dense``), the records taken by its ``on_epoch_end`` callback
+(:class:`dean_nb.experiment.denoise_study.EpochRecorder`): SGD for the channel is its
+``TrainConfig(channel_optimizer="sgd")``; a frozen channel, and a warm-up's channel until the
+callback thaws it, have ``requires_grad`` off.
 
 Run it niced (the CPU is shared)::
 
@@ -32,7 +34,7 @@ Run it niced (the CPU is shared)::
     nice python benchmarks/denoise_study.py --grid explore2 --workers 16   # wider grids
 
 Grids ``explore`` (batch 64 then; pass ``--batch-size 64``) and ``explore2`` were run on 16
-cores; their tables are quoted in the docstring of :mod:`dean_nb.denoise`.
+cores; their tables are quoted in the docstring of :mod:`dean_nb.learner.denoise`.
 """
 
 from __future__ import annotations
@@ -45,17 +47,16 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
-from torch.nn import functional as F
+from torch import nn
 
-from dean_nb.experiment.denoise_study import EpochRecorder, NoisyLabelRun, train_on_noisy_labels
-from dean_nb.learner.denoise import NoisyChannel, channel_distance, noisy_log_probs
+from dean_nb.experiment.denoise_study import EpochRecorder
+from dean_nb.learner.denoise import NoisyChannel, channel_distance
 from dean_nb.learner.models import MCDropoutNet, build_mlp, build_model
-from dean_nb.learner.training import TrainConfig
+from dean_nb.learner.training import TrainConfig, train_model
 from dean_nb.problem.datasets import load_dataset
 from dean_nb.problem.oracle import NoisyOracle, symmetric_channel
-from dean_nb.runtime import make_generator, seeded_global_rng
+from dean_nb.runtime import make_generator
 
 
 @dataclass(frozen=True)
@@ -207,35 +208,6 @@ def mlp(in_features: int, num_classes: int, seed: int) -> MCDropoutNet:
     return build_mlp(in_features, num_classes, width=128, seed=seed)
 
 
-def _own_loop(job, model, channel, x, y_noisy, gen, on_epoch_end) -> None:
-    """The training loop of :func:`train_model`, plus channel warm-up and SGD for the channel."""
-    v, n = job.variant, x.shape[0]
-    decay = [model.first_dense.weight]
-    rest = [p for p in model.parameters() if p is not model.first_dense.weight]
-    opt = torch.optim.Adam(
-        [{"params": decay, "weight_decay": job.weight_decay / n}, {"params": rest}], lr=job.lr
-    )
-    cls = torch.optim.Adam if v.optimizer == "adam" else torch.optim.SGD
-    ch_opt = cls(channel.parameters(), lr=v.channel_lr)
-    model.train()
-    with seeded_global_rng(int(torch.randint(0, 2**62, (1,), generator=gen))):
-        for epoch in range(1, job.epochs + 1):
-            order = torch.randperm(n, generator=gen)
-            train_channel = epoch > v.warmup_epochs
-            for start in range(0, n, job.batch_size):
-                b = order[start : start + job.batch_size]
-                loss = F.nll_loss(noisy_log_probs(model(x[b]), channel), y_noisy[b])
-                loss = loss + channel.penalty()
-                opt.zero_grad(set_to_none=True)
-                ch_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if train_channel:
-                    ch_opt.step()
-                    channel.project_()
-            on_epoch_end(epoch, model, channel)
-
-
 def run_job(job: Job) -> dict:
     """Train one (data, variant, size, eps, seed) for ``job.epochs`` epochs; per-epoch records."""
     torch.set_num_threads(1)
@@ -256,7 +228,6 @@ def run_job(job: Job) -> dict:
     x, y_true = x_all[idx], y_all[idx]
     true_channel = symmetric_channel(k, job.eps)
     y_noisy = NoisyOracle(true_channel, seed=1000 * job.seed + 23).label(y_true)
-    flipped = y_noisy != y_true
 
     v = job.variant
     channel = None
@@ -264,52 +235,47 @@ def run_job(job: Job) -> dict:
         channel = NoisyChannel(
             k, v.parameterisation, init_diagonal=v.init_diagonal, trace_weight=v.trace_weight
         )
+    trains_channel = channel is not None and v.channel_lr > 0
+    config = TrainConfig(
+        epochs=job.epochs,
+        lr=job.lr,
+        batch_size=job.batch_size,
+        weight_decay=job.weight_decay,
+        channel_lr=v.channel_lr if trains_channel else None,
+        channel_optimizer=v.optimizer,
+    )
+    if channel is not None and (not trains_channel or v.warmup_epochs > 0):
+        channel.requires_grad_(False)  # frozen; a warm-up's channel thaws after its epochs
+    recorder = EpochRecorder(x_test, y_test, x, y_true, y_noisy, device="cpu")
+
+    def on_epoch_end(epoch: int, trained: nn.Module, learned: NoisyChannel | None) -> None:
+        recorder(epoch, trained, learned)
+        if trains_channel and epoch == v.warmup_epochs:  # the end of a warm-up
+            learned.requires_grad_(True)
 
     t0 = time.perf_counter()
-    via_train_model = v.optimizer == "adam" and v.warmup_epochs == 0 and v.channel_lr > 0
-    if via_train_model or channel is None:
-        config = TrainConfig(
-            epochs=job.epochs,
-            lr=job.lr,
-            batch_size=job.batch_size,
-            weight_decay=job.weight_decay,
-            channel_lr=v.channel_lr if channel is not None else None,
-        )
-        run = train_on_noisy_labels(
-            model,
-            x,
-            y_true,
-            y_noisy,
-            config,
-            x_test=x_test,
-            y_test=y_test,
-            channel=channel,
-            generator=gen,
-            device="cpu",
-        )
-    else:
-        recorder = EpochRecorder(x_test, y_test, x, y_true, y_noisy, device="cpu")
-        _own_loop(job, model, channel, x, y_noisy, gen, recorder)
-        run = NoisyLabelRun(
-            epoch=np.array(recorder.epoch),
-            accuracy=np.array(recorder.accuracy),
-            memorised=np.array(recorder.memorised),
-            channels=np.stack(recorder.channels),
-            flip_rate=float(flipped.double().mean()),
-        )
+    train_model(
+        model,
+        x,
+        y_noisy,
+        config,
+        channel=channel,
+        device="cpu",
+        generator=gen,
+        on_epoch_end=on_epoch_end,
+    )
     records: list[dict] = []
-    for r, epoch in enumerate(run.epoch.tolist()):
-        rec = {"epoch": epoch, "test_acc": float(run.accuracy[r])}
-        rec["memorised"] = float(run.memorised[r]) if run.memorised.size else 0.0
-        if run.channels is not None:
-            learned = torch.from_numpy(run.channels[r])
+    for r, epoch in enumerate(recorder.epoch):
+        rec = {"epoch": epoch, "test_acc": recorder.accuracy[r]}
+        rec["memorised"] = recorder.memorised[r] if recorder.memorised else 0.0
+        if channel is not None:
+            learned = torch.from_numpy(recorder.channels[r])
             rec.update(channel_distance(learned, true_channel.double()))
         records.append(rec)
     return {
         "job": {**asdict(job), "variant": v.name},
         "records": records,
         "seconds": time.perf_counter() - t0,
-        "via_train_model": via_train_model or channel is None,
     }
 
 
@@ -318,7 +284,7 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
 
-def summarise(results: list[dict], epochs: list[int]) -> str:
+def report_lines(results: list[dict], epochs: list[int]) -> list[str]:
     """One line per (data, eps, size, variant): means over seeds at each epoch count."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in results:
@@ -356,7 +322,7 @@ def summarise(results: list[dict], epochs: list[int]) -> str:
         f"(of {seeds}); d(acc): minus 'none'; diagW: mean diag(W) (true: 1 - eps); "
         "frob: ||W - T||_F; mem: % of flipped training labels that M predicts"
     )
-    return "\n".join(lines)
+    return lines
 
 
 def expand(subgrids: list[dict], batch_size: int) -> list[Job]:
@@ -402,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         results = [run_job(j) for j in jobs]
     epochs = sorted({e for g in subgrids for e in g["epochs"]})
-    print(summarise(results, epochs))
+    print("\n".join(report_lines(results, epochs)))
     print(f"{len(jobs)} runs, {time.perf_counter() - t0:.0f} s wall")
     if args.out:
         with open(args.out, "w") as fh:

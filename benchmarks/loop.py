@@ -11,8 +11,9 @@ Each phase runs twice: with the package as it is ("ours") and with the straightf
 replaced (``_baseline.py``: torch's dropout on the repeated block, contiguous tensors). For
 each it prints the seconds, the achieved GFLOP/s (convolution and dense multiply-adds x 2,
 training x 3 for the backward pass) and that rate as a fraction of the machine's sgemm rate,
-measured in the same run on a (5120 x 3872) @ (3872 x 128) product (the head's shape), at
-each thread count. The last lines give the whole step (with 50 epochs) and the ratio.
+measured in the same run on a (5120 x 3872) @ (3872 x 128) product (the head's shape,
+``_timing.sgemm_gflops``), at each thread count. The last lines give the whole step (with 50
+epochs) and the ratio.
 
     nice python benchmarks/loop.py                       # 1 and 2 threads, 5 epochs timed
     python benchmarks/loop.py --threads 1 --epochs 50    # the real step, one thread
@@ -22,11 +23,10 @@ each thread count. The last lines give the whole step (with 50 epochs) and the r
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import torch
 from _baseline import baseline_mc_dropout_probs, baseline_train, contiguous_copy
+from _timing import sgemm_gflops, timed
 
 from dean_nb.learner.mc_dropout import mc_dropout_probs, predict_probs
 from dean_nb.learner.models import build_model, multiply_adds
@@ -36,28 +36,6 @@ from dean_nb.strategies import annealing, scoring
 
 PAPER_EPOCHS = 50
 PHASES = ("training", "test accuracy", "pool scoring", "sigma", "selection")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
-    sync(device)
-    start = time.perf_counter()
-    out = fn()
-    sync(device)
-    return time.perf_counter() - start, out
-
-
-def sgemm_gflops(device: torch.device, repeats: int = 10) -> float:
-    """Best-of-``repeats`` float32 rate of a (5120 x 3872) @ (3872 x 128) product."""
-    a = torch.randn(5120, 3872, device=device)
-    b = torch.randn(3872, 128, device=device)
-    a @ b
-    best = min(timed(lambda: a @ b, device)[0] for _ in range(repeats))
-    return 2 * 5120 * 3872 * 128 / best / 1e9
 
 
 def flops(model: torch.nn.Module, x: torch.Tensor, n_images: int, n_samples: int) -> dict:

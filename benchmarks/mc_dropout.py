@@ -2,10 +2,11 @@
 
 Scoring a pool takes T = 100 stochastic passes of the network (MNIST: a pool of 10,000). The
 straightforward way, as in Gal et al.'s BALD code, runs the whole network T times with dropout
-on. Everything before the first dropout layer is deterministic, though, so
-:func:`dean_nb.mc_dropout.mc_dropout_probs` runs that trunk once per input and only the head
-(dropout, dense layers) T times, on a ``(T * B, D)`` block. For the MNIST CNN the trunk (two
-convolutions) holds about 94% of the multiply-adds of one pass.
+on (here T calls of :func:`dean_nb.learner.mc_dropout.torch_dropout_probs`, one pass each).
+Everything before the first dropout layer is deterministic, though, so
+:func:`dean_nb.learner.mc_dropout.mc_dropout_probs` runs that trunk once per input and only
+the head (dropout, dense layers) T times, on a ``(T * B, D)`` block. For the MNIST CNN the
+trunk (two convolutions) holds about 94% of the multiply-adds of one pass.
 
 Both methods run on the same random MNIST-shaped pool ``(P, 1, 28, 28)`` with the same model,
 each in a fresh subprocess that reports its wall time and its peak memory above the baseline
@@ -35,19 +36,21 @@ from _memory import peak_baseline, status_kib
 METHODS = ("naive", "cached")
 
 
-def naive_mc_probs(model, x, n_samples: int, batch_size: int):
-    """The straightforward MC dropout: T full forward passes over the pool, dropout on."""
+def naive_mc_probs(model, x, n_samples: int, batch_size: int, seed: int):
+    """The straightforward MC dropout: T whole passes over the pool, one after the other.
+
+    Each pass is one call of :func:`dean_nb.learner.mc_dropout.torch_dropout_probs` with
+    T = 1 (torch's own dropout, ``batch_size`` inputs per forward pass), so at most one batch's
+    activations are alive at a time, as in Gal et al.'s loop; pass ``t`` draws from
+    ``seed + t``.
+    """
     import torch
 
-    from dean_nb.learner.mc_dropout import inference_modes
+    from dean_nb.learner.mc_dropout import torch_dropout_probs
 
-    n = x.shape[0]
-    out = torch.empty(n_samples, n, model.num_classes, device=x.device)
-    with torch.no_grad(), inference_modes(model, dropout=True):
-        for t in range(n_samples):
-            for start in range(0, n, batch_size):
-                logits = model(x[start : start + batch_size])
-                out[t, start : start + batch_size] = torch.softmax(logits, dim=-1)
+    out = torch.empty(n_samples, x.shape[0], model.num_classes, device=x.device)
+    for t in range(n_samples):
+        out[t] = torch_dropout_probs(model, x, 1, batch_size, generator=seed + t)[0]
     return out
 
 
@@ -57,7 +60,6 @@ def worker(args: argparse.Namespace) -> None:
     from dean_nb.learner import mc_dropout
     from dean_nb.learner.mc_dropout import mc_dropout_probs
     from dean_nb.learner.models import build_model
-    from dean_nb.runtime import seeded_global_rng
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -72,8 +74,7 @@ def worker(args: argparse.Namespace) -> None:
     def run(xs, t):
         if args.worker == "cached":
             return mc_dropout_probs(model, xs, t, batch_size=args.batch_size, generator=1)
-        with seeded_global_rng(1, device=device):
-            return naive_mc_probs(model, xs, t, args.batch_size)
+        return naive_mc_probs(model, xs, t, args.batch_size, seed=1)
 
     run(x[:64], 2)  # warm-up: kernels, allocator, CUDA context (not timed)
     if device.type == "cuda":

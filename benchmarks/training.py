@@ -2,8 +2,9 @@
 
 After every acquisition step the model is retrained from scratch: 50 epochs of Adam at batch
 32 (the ``medium`` preset's last step fits 1,040 Fashion-MNIST labels, 33 steps an epoch).
-``baseline_train`` (``_baseline.py``) is the body of :func:`dean_nb.training.train_model` before
-this benchmark, without its channel, progress and callback hooks; each variant changes one or more things about it (see
+``baseline_train`` (``_baseline.py``) is the body of
+:func:`dean_nb.learner.training.train_model` before this benchmark, without its channel,
+progress and callback hooks; each variant changes one or more things about it (see
 :data:`VARIANTS`); ``train_model`` is the package's function itself. Every variant trains the
 same freshly built model (seed 0) on the same images in the same minibatch order with the same
 dropout draws. ``|dw| ep 1`` and ``|dw| end`` are the largest weight difference from the
@@ -14,9 +15,9 @@ whatever the size of its gradient, so a rounding difference in a tiny gradient's
 Reported per variant and thread count: seconds per epoch (the fastest epoch after the first,
 over ``--repeats`` interleaved runs), the slowest first epoch (warm-up, compilation), the
 achieved GFLOP/s (forward + backward counted as 3 x the forward multiply-adds x 2 FLOP, from
-:func:`dean_nb.models.multiply_adds`), its ratio to the sgemm rate measured in the same run (a
-``(5120 x 3872) @ (3872 x 128)`` float32 matmul, the best before or after the variants) and the
-speed-up over the baseline.
+:func:`dean_nb.learner.models.multiply_adds`), its ratio to the sgemm rate measured in the same
+run (``_timing.sgemm_gflops``: a ``(5120 x 3872) @ (3872 x 128)`` float32 matmul, the best
+before or after the variants) and the speed-up over the baseline.
 
     nice python benchmarks/training.py                       # 1 thread, the default variants
     nice python benchmarks/training.py --threads 1 2 --variants baseline,channels_last
@@ -49,6 +50,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from _baseline import baseline_train
+from _timing import sgemm_gflops
 from torch import nn
 
 from dean_nb.learner.models import build_model, multiply_adds
@@ -70,6 +72,7 @@ VARIANTS: dict[str, dict] = {
     "train_model": {},
 }
 DEFAULT_VARIANTS = [name for name in VARIANTS if name not in ("compile", "jit_trace")]
+CPU = torch.device("cpu")
 
 
 def variant_train(
@@ -143,20 +146,6 @@ def variant_train(
     return model.eval()
 
 
-def sgemm_gflops(repeats: int = 5) -> float:
-    """GFLOP/s of a float32 ``(5120 x 3872) @ (3872 x 128)`` matmul (best of ``repeats``)."""
-    a, b = torch.randn(5120, 3872), torch.randn(3872, 128)
-    a @ b  # warm-up
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * 5120 * 3872 * 128 / best / 1e9
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def run_variant(name: str, x, y, config) -> tuple[list[float], list[dict]]:
     """Train a fresh model (seed 0) with variant ``name``.
 
@@ -227,14 +216,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     for threads in args.threads:
         torch.set_num_threads(threads)
-        sgemm = sgemm_gflops()
+        sgemm = sgemm_gflops(CPU, repeats=5)
         reference = run_variant("baseline", x, y, config)[1]  # also warms up the kernels
         # Interleaved repeats, so that a change in the machine's load hits every variant alike.
         runs: dict[str, list] = {name: [] for name in names}
         for _ in range(args.repeats):
             for name in names:
                 runs[name].append(run_variant(name, x, y, config))
-        sgemm = max(sgemm, sgemm_gflops())
+        sgemm = max(sgemm, sgemm_gflops(CPU, repeats=5))
         best = {
             name: min(t for times, _ in r for t in (times[1:] or times)) for name, r in runs.items()
         }

@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from dean_nb.learner import mc_dropout
-from dean_nb.learner.mc_dropout import inference_modes, keep_mask, mc_dropout_probs
+from dean_nb.learner.mc_dropout import (
+    inference_modes,
+    keep_mask,
+    mc_dropout_probs,
+    torch_dropout_probs,
+)
 from dean_nb.learner.models import ChannelDropout, build_mlp, build_model
 from dean_nb.runtime import seeded_global_rng
 from dean_nb.strategies.scoring import bald
@@ -227,3 +232,26 @@ def test_mask_mode_and_unsupported_heads_are_refused(digits_model, x_digits):
         mc_dropout_probs(nested, x_digits, 2, masks="consistent")
     probs = mc_dropout_probs(nested, x_digits, 3, generator=0)  # torch's dropout, independent
     assert probs.shape == (3, 40, 3)
+
+
+def test_torch_dropout_probs_is_the_whole_model_path(digits_model, x_digits):
+    """``torch_dropout_probs``, T whole passes with torch's dropout, is the path
+    ``mc_dropout_probs`` takes for a head it cannot walk (the same samples from the same
+    generator); it repeats by seed, restores the caller's modes and leaves the global RNG."""
+    nested = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(64, 8), nn.Dropout(0.5)))
+    nested.append(nn.Linear(8, 3))
+    assert torch.equal(
+        mc_dropout_probs(nested, x_digits, 3, generator=5),
+        torch_dropout_probs(nested, x_digits, 3, generator=5),
+    )
+    model = copy.deepcopy(digits_model).train()
+    state = torch.get_rng_state()
+    probs = torch_dropout_probs(model, x_digits, 4, batch_size=7, generator=1)
+    assert model.training and torch.equal(torch.get_rng_state(), state)
+    assert probs.shape == (4, 40, 10)
+    assert torch.allclose(probs.sum(-1), torch.ones(4, 40), atol=1e-5)
+    assert probs.std(dim=0).mean() > 1e-3
+    assert torch.equal(probs, torch_dropout_probs(model, x_digits, 4, batch_size=7, generator=1))
+    assert torch_dropout_probs(model, x_digits[:0], 2).shape == (2, 0, 10)
+    with pytest.raises(ValueError, match="n_samples"):
+        torch_dropout_probs(model, x_digits, 0)

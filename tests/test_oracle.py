@@ -5,10 +5,13 @@ import math
 import pytest
 import torch
 
+from dean_nb.problem.noise import check_channel_matrix
 from dean_nb.problem.oracle import (
+    COLUMN_SUM_ATOL,
     NoisyOracle,
     channel_information_bits,
     check_channel,
+    columns_off_one,
     empirical_channel,
     majority_vote,
     symmetric_channel,
@@ -78,6 +81,26 @@ def test_row_stochastic_matrix_is_rejected():
     t = torch.tensor([[0.9, 0.1], [0.5, 0.5]])
     with pytest.raises(ValueError, match="column-stochastic"):
         check_channel(t)
+
+
+def test_one_column_sum_rule_for_tensors_and_lists():
+    """``check_channel`` (tensors) and ``noise.check_channel_matrix`` (lists of lists) apply
+    one rule: every exact column sum within ``COLUMN_SUM_ATOL`` (1e-6, absolute) of 1."""
+    assert COLUMN_SUM_ATOL == 1e-6
+    for off, accepted in [(0.0, True), (5e-7, True), (5e-6, False), (1e-3, False)]:
+        t = symmetric_channel(4, 0.2)
+        t[0, 1] += off
+        assert (columns_off_one(t) == []) == accepted
+        assert [j for j, _ in columns_off_one(t)] == ([] if accepted else [1])
+        if accepted:
+            check_channel(t)
+            check_channel_matrix(t.tolist(), 4)
+            continue
+        with pytest.raises(ValueError, match="column-stochastic"):
+            check_channel(t)
+        with pytest.raises(ValueError, match="column 1 sums to"):
+            check_channel_matrix(t.tolist(), 4)
+    assert [j for j, _ in columns_off_one(torch.full((2, 2), float("nan")))] == [0, 1]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from dean_nb.learner.models import build_model
 from dean_nb.learner.training import (
     TrainConfig,
     batch_loss,
+    channel_optimizers,
     evaluate_accuracy,
     make_optimizer,
     train_model,
@@ -108,6 +109,27 @@ def test_channel_hook_projects_after_every_step_and_trains(labelled):
     assert not channel.training
 
 
+def test_channel_trains_by_its_own_sgd_or_stays_frozen(labelled):
+    """``channel_optimizer="sgd"``: the channel leaves Adam for an SGD of its own (and still
+    projects after every step); a channel with ``requires_grad`` off does not move."""
+    x, y = labelled
+    x, y = x[:70], y[:70]
+    config = TrainConfig(epochs=2, batch_size=32, channel_lr=0.5, channel_optimizer="sgd")
+    channel = CountingChannel(10)
+    assert len(make_optimizer(fresh(), 70, config, channel).param_groups) == 2
+    (sgd,) = channel_optimizers(fresh(), config, channel)
+    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["lr"] == 0.5
+    assert channel_optimizers(fresh(), TrainConfig(), channel) == []
+    start = channel.logits.detach().clone()
+    train_model(fresh(), x, y, config, channel=channel, device="cpu", generator=0)
+    assert channel.projections == 2 * 3
+    assert not torch.allclose(channel.logits, start)
+    frozen = CountingChannel(10).requires_grad_(False)
+    start = frozen.logits.detach().clone()
+    train_model(fresh(), x, y, config, channel=frozen, device="cpu", generator=0)
+    assert torch.equal(frozen.logits, start)
+
+
 class Permutation(nn.Module):
     """A fixed noisy channel that maps class j to class (j + 1) mod K."""
 
@@ -144,7 +166,14 @@ def test_evaluate_accuracy_matches_argmax_and_restores_modes(digits):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("epochs", -1), ("lr", 0.0), ("batch_size", 0), ("weight_decay", -1.0), ("channel_lr", 0.0)],
+    [
+        ("epochs", -1),
+        ("lr", 0.0),
+        ("batch_size", 0),
+        ("weight_decay", -1.0),
+        ("channel_lr", 0.0),
+        ("channel_optimizer", "rmsprop"),
+    ],
 )
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):

@@ -7,8 +7,8 @@ evaluation mode (Gal and Ghahramani's MC dropout; the paper's step 2). Three thi
 cheap without changing the estimator:
 
 * **The trunk runs once.** The deterministic layers of an
-  :class:`~dean_nb.models.MCDropoutNet` before its first dropout run once per input; only the
-  head runs T times.
+  :class:`~dean_nb.learner.models.MCDropoutNet` before its first dropout run once per input;
+  only the head runs T times.
 * **Masks are drawn as random bits.** ``nn.Dropout`` draws one float per element through
   torch's Bernoulli sampler (about 11 ns per element on one core, four times the matrix
   product the mask feeds). Here a mask entry is a field of a few random bits ``u`` (2 bits for
@@ -29,6 +29,10 @@ Two kinds of masks (``masks=``):
   masks are drawn once for all T before the first input, so the output does not depend on
   ``batch_size``, and copies of an input get identical samples. A dropout followed by a dense
   layer becomes a product with T masked weight matrices, ``x @ (diag(m_t) W)``.
+
+:func:`torch_dropout_probs` is the straightforward estimator it replaces: T whole passes with
+torch's own dropout (its path for a model whose dropout it cannot sample itself, and the
+reference of ``benchmarks/mc_dropout.py``).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ __all__ = [
     "mc_dropout_probs",
     "model_device",
     "predict_probs",
+    "torch_dropout_probs",
 ]
 
 #: Default number of inputs per trunk pass in :func:`mc_dropout_probs` and :func:`predict_probs`.
@@ -175,7 +180,7 @@ def _split(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 def _walkable_layers(head: nn.Module) -> list[nn.Module] | None:
     """The head's layers when all its dropout is top-level and of a kind the sampler draws
-    (``nn.Dropout``, ``nn.Dropout2d`` on maps, :class:`~dean_nb.models.ChannelDropout`),
+    (``nn.Dropout``, ``nn.Dropout2d`` on maps, :class:`~dean_nb.learner.models.ChannelDropout`),
     else ``None``."""
     layers = list(head) if isinstance(head, nn.Sequential) else [head]
     for layer in layers:
@@ -367,12 +372,12 @@ def mc_dropout_probs(
 
     Dropout layers are in training mode, every other layer in evaluation mode; the caller's
     modes are restored afterwards. For a model with ``trunk`` and ``head`` (an
-    :class:`~dean_nb.models.MCDropoutNet`) the trunk runs once per batch and the head T times,
-    with the masks drawn and applied as the module docstring says; the T axis is chunked so
+    :class:`~dean_nb.learner.models.MCDropoutNet`) the trunk runs once per batch and the head T
+    times, with the masks drawn and applied as the module docstring says; the T axis is chunked so
     that a head block holds at most :func:`max_head_elements` values. A model whose dropout
     is not top-level ``nn.Dropout``, ``nn.Dropout2d`` or
-    :class:`~dean_nb.models.ChannelDropout` layers of a sequential head runs whole on the repeated
-    input with torch's own dropout (independent masks only).
+    :class:`~dean_nb.learner.models.ChannelDropout` layers of a sequential head runs whole
+    through :func:`torch_dropout_probs` (independent masks only).
 
     Args:
         model: the classifier (its parameters' device is where the work happens).
@@ -404,9 +409,9 @@ def mc_dropout_probs(
     n = x.shape[0]
     if n == 0:
         return torch.empty(n_samples, 0, _num_classes(model, "x"), device=device)
-    seed = derive_seed(make_generator(generator))
     if layers is None:
-        return _torch_dropout_probs(model, x, n_samples, batch_size, seed)
+        return torch_dropout_probs(model, x, n_samples, batch_size, generator)
+    seed = derive_seed(make_generator(generator))
     sampler = _MaskSampler(masks, n_samples, torch.Generator(device=device).manual_seed(seed))
     block_limit = max_head_elements(device)
     out: torch.Tensor | None = None
@@ -426,11 +431,42 @@ def mc_dropout_probs(
     return out
 
 
-def _torch_dropout_probs(
-    model: nn.Module, x: torch.Tensor, n_samples: int, batch_size: int, seed: int
+def torch_dropout_probs(
+    model: nn.Module,
+    x: torch.Tensor,
+    n_samples: int,
+    batch_size: int | None = None,
+    generator: GeneratorLike = None,
 ) -> torch.Tensor:
-    """T whole passes with torch's dropout, its global RNG seeded with ``seed`` in a fork."""
+    """Class probabilities from ``n_samples`` whole passes with torch's own dropout.
+
+    The straightforward MC dropout that :func:`mc_dropout_probs` replaces, and its path for a
+    model whose dropout it cannot sample itself: dropout layers in training mode, every other
+    layer in evaluation mode (the caller's modes are restored), and the whole model run on
+    each batch of ``batch_size`` inputs repeated ``n_samples`` times, ``(T * B, ...)``, so
+    every input and pass gets its own masks (independent masks). Costs T full forward passes
+    and ``T * batch_size`` inputs' activations at once.
+
+    Args:
+        model: the classifier (its parameters' device is where the work happens).
+        x: inputs ``(N, ...)``; any device.
+        n_samples: T >= 1 passes.
+        batch_size: inputs per forward pass before the repetition (default
+            :data:`DEFAULT_BATCH_SIZE`).
+        generator: fixes the masks: torch's global RNG is seeded, inside a fork, with a seed
+            derived from it (the caller's global RNG state is untouched).
+
+    Returns:
+        ``probs_T_N_K`` float32 on the model's device; each row sums to 1.
+    """
+    n_samples = check_int_range("n_samples", n_samples, 1)
+    x = check_inputs("x", x)
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    batch_size = check_int_range("batch_size", batch_size, 1)
     device = model_device(model)
+    if x.shape[0] == 0:
+        return torch.empty(n_samples, 0, _num_classes(model, "x"), device=device)
+    seed = derive_seed(make_generator(generator))
     chunks = []
     with (
         torch.no_grad(),

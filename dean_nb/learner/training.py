@@ -37,13 +37,18 @@ from dean_nb.runtime import (
 from dean_nb.validation import check_float_range, check_int_range, check_label_range
 
 __all__ = [
+    "CHANNEL_OPTIMIZERS",
     "TrainConfig",
     "batch_loss",
     "channel_learning_rate",
+    "channel_optimizers",
     "evaluate_accuracy",
     "make_optimizer",
     "train_model",
 ]
+
+#: How the channel's parameters are trained (:attr:`TrainConfig.channel_optimizer`).
+CHANNEL_OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 
 
 @dataclass
@@ -64,11 +69,14 @@ class TrainConfig:
             loss, whose gradient is twice ours: ``weight_decay=7.0`` reproduces it exactly.
         channel_lr: learning rate of the channel's parameters. ``None`` (default): the
             channel's own ``preferred_lr`` attribute if it has one that is not ``None``, else
-            ``lr``. :class:`dean_nb.denoise.NoisyChannel` prefers 1e-2 for its softmax
+            ``lr``. :class:`dean_nb.learner.denoise.NoisyChannel` prefers 1e-2 for its softmax
             parameterisation (Adam moves a logit by about ``lr`` per step, so 1e-3 leaves
             ``W`` near its start within 50 epochs) and nothing (so ``lr``, the authors'
             single Adam) for the projected one; see ``benchmarks/denoise_study.py``.
-        channel_weight_decay: Adam weight decay of the channel's parameters (default 0).
+        channel_weight_decay: weight decay of the channel's parameters (default 0).
+        channel_optimizer: ``"adam"`` (default: the channel's parameters are a group of the
+            model's Adam, the authors' single optimiser) or ``"sgd"`` (plain SGD, no momentum,
+            in an optimiser of its own; ``benchmarks/denoise_study.py`` compares the two).
     """
 
     epochs: int = 50
@@ -77,6 +85,7 @@ class TrainConfig:
     weight_decay: float = 3.5
     channel_lr: float | None = None
     channel_weight_decay: float = 0.0
+    channel_optimizer: str = "adam"
 
     def __post_init__(self) -> None:
         check_int_range("epochs", self.epochs, 0)
@@ -86,6 +95,11 @@ class TrainConfig:
         if self.channel_lr is not None:
             check_float_range("channel_lr", self.channel_lr, 0.0, math.inf, low_inclusive=False)
         check_float_range("channel_weight_decay", self.channel_weight_decay, 0.0, math.inf)
+        if self.channel_optimizer not in CHANNEL_OPTIMIZERS:
+            raise ValueError(
+                f"channel_optimizer must be one of {', '.join(CHANNEL_OPTIMIZERS)}; "
+                f"got {self.channel_optimizer!r}"
+            )
 
 
 def _check_data(x: torch.Tensor, y: torch.Tensor, num_classes: int | None) -> None:
@@ -113,8 +127,8 @@ def make_optimizer(
 
     1. ``model.first_dense.weight``: weight decay ``config.weight_decay / n_train``;
     2. every other model parameter: no weight decay;
-    3. the channel's parameters (if any): ``config.channel_lr`` and
-       ``config.channel_weight_decay``.
+    3. the channel's parameters (if any, and ``config.channel_optimizer`` is ``"adam"``):
+       :func:`channel_learning_rate` and ``config.channel_weight_decay``.
     """
     n_train = check_int_range("n_train", n_train, 1)
     first_dense = getattr(model, "first_dense", None)
@@ -130,12 +144,10 @@ def make_optimizer(
         {"params": decayed, "weight_decay": config.weight_decay / n_train},
         {"params": rest, "weight_decay": 0.0},
     ]
-    if channel is not None:
-        model_ids = {id(p) for p in model.parameters()}
-        channel_params = [p for p in channel.parameters() if id(p) not in model_ids]
+    if channel is not None and config.channel_optimizer == "adam":
         groups.append(
             {
-                "params": channel_params,
+                "params": _channel_parameters(model, channel),
                 "lr": channel_learning_rate(config, channel),
                 "weight_decay": config.channel_weight_decay,
             }
@@ -145,6 +157,26 @@ def make_optimizer(
         return torch.optim.Adam(groups, lr=config.lr, fused=True)
     except RuntimeError:  # no fused Adam for these parameters' device (CPU before torch 2.4)
         return torch.optim.Adam(groups, lr=config.lr)
+
+
+def channel_optimizers(
+    model: nn.Module, config: TrainConfig, channel: nn.Module | None = None
+) -> list[torch.optim.Optimizer]:
+    """The channel's own optimiser, ``[SGD]``, when ``config.channel_optimizer`` is ``"sgd"``
+    (at :func:`channel_learning_rate`, weight decay ``config.channel_weight_decay``); else
+    ``[]``, the channel (if any) being a group of :func:`make_optimizer`'s Adam."""
+    if channel is None or config.channel_optimizer != "sgd":
+        return []
+    params = _channel_parameters(model, channel)
+    if not params:
+        return []
+    lr = channel_learning_rate(config, channel)
+    return [torch.optim.SGD(params, lr=lr, weight_decay=config.channel_weight_decay)]
+
+
+def _channel_parameters(model: nn.Module, channel: nn.Module) -> list[nn.Parameter]:
+    model_ids = {id(p) for p in model.parameters()}
+    return [p for p in channel.parameters() if id(p) not in model_ids]
 
 
 def channel_learning_rate(config: TrainConfig, channel: nn.Module) -> float:
@@ -161,8 +193,9 @@ def batch_loss(
     """Mean training loss of a minibatch: ``logits (B, K)``, labels ``y (B,)``.
 
     Without a channel: cross-entropy. With one: NLL of ``log(channel(softmax(logits)))``,
-    the noisy-label likelihood of section 4.2, through :func:`dean_nb.denoise.noisy_log_probs`
-    (probabilities floored at :data:`~dean_nb.denoise.PROB_FLOOR` so the log stays finite).
+    the noisy-label likelihood of section 4.2, through
+    :func:`dean_nb.learner.denoise.noisy_log_probs` (probabilities floored at
+    :data:`~dean_nb.learner.denoise.PROB_FLOOR` so the log stays finite).
     Computed in float32.
     """
     logits = logits.float()
@@ -185,9 +218,10 @@ def train_model(
 ) -> nn.Module:
     """Train ``model`` in place on ``x (N, C, H, W)``, ``y (N,)`` and return it.
 
-    Adam (see :func:`make_optimizer`), ``config.epochs`` epochs of shuffled minibatches of
-    ``config.batch_size`` (the last one may be smaller). Callers retrain from scratch by
-    passing a freshly built model (:func:`dean_nb.models.build_model`).
+    Adam (see :func:`make_optimizer`; the channel's own SGD with ``channel_optimizer="sgd"``),
+    ``config.epochs`` epochs of shuffled minibatches of ``config.batch_size`` (the last one may
+    be smaller). Callers retrain from scratch by passing a freshly built model
+    (:func:`dean_nb.learner.models.build_model`).
 
     Args:
         model: the network; moved to ``device``.
@@ -198,7 +232,8 @@ def train_model(
             jointly (see the module docstring); moved to ``device``. Its ``project_()``
             method, if any, is called after every optimiser step, and its ``penalty()``
             method, if any, returns a scalar added to every minibatch loss (the trace
-            penalty of :class:`dean_nb.denoise.NoisyChannel`).
+            penalty of :class:`dean_nb.learner.denoise.NoisyChannel`). Parameters with
+            ``requires_grad`` off are not trained (a frozen channel).
         device: where to train (default: CUDA when available).
         generator: fixes the minibatch order and the dropout masks (torch's global RNG is
             seeded from it inside a fork). With the same seed training is bit-for-bit
@@ -230,7 +265,8 @@ def train_model(
     x, y = x.to(device), y.to(device)
     if x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, n_train, config, channel)
+    optimizers = [make_optimizer(model, n_train, config, channel)]
+    optimizers += channel_optimizers(model, config, channel)
     project = getattr(channel, "project_", None)
     penalty = getattr(channel, "penalty", None)
     seed = derive_seed(gen)
@@ -247,9 +283,11 @@ def train_model(
                 loss = batch_loss(model(x[idx]), y[idx], channel)
                 if callable(penalty):
                     loss = loss + penalty()
-                optimizer.zero_grad(set_to_none=True)
+                for optimizer in optimizers:
+                    optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                for optimizer in optimizers:
+                    optimizer.step()
                 if callable(project):
                     with torch.no_grad():
                         project()

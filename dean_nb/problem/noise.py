@@ -1,13 +1,15 @@
 """The oracle's channel of a run: a name or a matrix, read, checked, turned into ``T``, named.
 
-Chapter "Experiments". The ``noise`` field of :class:`~dean_nb.config.ExperimentConfig` says
-which channel the oracle answers through (``T[i, j] = p(y' = i | y = j)``, each column on the
-simplex; :mod:`dean_nb.oracle`):
+Chapter "Experiments". The ``noise`` field of
+:class:`~dean_nb.experiment.config.ExperimentConfig` says which channel the oracle answers
+through (``T[i, j] = p(y' = i | y = j)``, each column on the simplex;
+:mod:`dean_nb.problem.oracle`):
 
 * ``"symmetric"`` (the default): the K-ary symmetric channel of eq. 1, flip probability
   ``epsilon``, a wrong answer uniform over the other ``K - 1`` classes;
 * ``"pairflip"``: class ``j`` is answered ``j + 1 mod K`` with probability ``epsilon``, a
-  labeller who confuses each class with one neighbour (:func:`dean_nb.oracle.pairflip_channel`);
+  labeller who confuses each class with one neighbour
+  (:func:`dean_nb.problem.oracle.pairflip_channel`);
 * any K x K column-stochastic matrix, as a list of lists or as the path of a JSON file holding
   one (``*.json``), read and checked when the configuration is built (:func:`read_channel_file`).
 
@@ -30,11 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from dean_nb.problem.oracle import pairflip_channel, symmetric_channel
+from dean_nb.problem.oracle import (
+    COLUMN_SUM_ATOL,
+    columns_off_one,
+    pairflip_channel,
+    symmetric_channel,
+)
 
 __all__ = [
     "CHANNEL_NAMES",
-    "COLUMN_SUM_ATOL",
     "DEFAULT_NOISE",
     "check_channel_matrix",
     "flip_rate",
@@ -50,9 +56,6 @@ CHANNEL_NAMES: tuple[str, ...] = ("symmetric", "pairflip")
 
 #: The channel of every run made before ``noise`` existed (eq. 1).
 DEFAULT_NOISE = "symmetric"
-
-#: How far a column of a given matrix may sum from 1 (:func:`dean_nb.oracle.check_channel`'s).
-COLUMN_SUM_ATOL = 1e-6
 
 Noise = str | list[list[float]]
 
@@ -120,8 +123,10 @@ def check_channel_matrix(
 
     Checks, in order: a list of ``num_classes`` lists of ``num_classes`` entries; every entry
     a real number (not a boolean), finite and non-negative; every column summing to 1 within
-    :data:`COLUMN_SUM_ATOL`. Each ``ValueError`` starts with ``where`` and says what is wrong
-    (the entry or column, and the value found).
+    :data:`~dean_nb.problem.oracle.COLUMN_SUM_ATOL`, by the rule
+    :func:`~dean_nb.problem.oracle.check_channel` applies
+    (:func:`~dean_nb.problem.oracle.columns_off_one`). Each ``ValueError`` starts with
+    ``where`` and says what is wrong (the entry or column, and the value found).
     """
     k = int(num_classes)
     if isinstance(data, (np.ndarray, torch.Tensor)):
@@ -146,14 +151,14 @@ def check_channel_matrix(
                     f"{where}: entry [{i}][{j}] is {value}; probabilities must be >= 0"
                 )
     matrix = [[float(v) + 0.0 for v in row] for row in data]
-    col_sums = [math.fsum(matrix[i][j] for i in range(k)) for j in range(k)]
-    bad = [j for j, total in enumerate(col_sums) if abs(total - 1.0) > COLUMN_SUM_ATOL]
+    tensor = torch.tensor(matrix, dtype=torch.float64)
+    bad = columns_off_one(tensor)
     if bad:
-        j = bad[0]
-        rows_ok = all(abs(math.fsum(row) - 1.0) <= COLUMN_SUM_ATOL for row in matrix)
+        j, total = bad[0]
+        rows_ok = not columns_off_one(tensor.T)
         hint = " (its rows do: write the transpose, columns are true classes)" if rows_ok else ""
         raise ValueError(
-            f"{where}: column {j} sums to {col_sums[j]:.6g}, not 1 ({len(bad)} of {k} columns "
+            f"{where}: column {j} sums to {total:.6g}, not 1 ({len(bad)} of {k} columns "
             f"off by more than {COLUMN_SUM_ATOL:g}); column j is the answer's distribution "
             f"p(y' | y = j) and must sum to 1{hint}"
         )

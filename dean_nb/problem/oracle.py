@@ -15,9 +15,11 @@ from dean_nb.runtime import GeneratorLike, make_generator
 from dean_nb.validation import check_float_range, check_int_range, check_label_range
 
 __all__ = [
+    "COLUMN_SUM_ATOL",
     "NoisyOracle",
     "channel_information_bits",
     "check_channel",
+    "columns_off_one",
     "empirical_channel",
     "majority_vote",
     "pairflip_channel",
@@ -57,8 +59,26 @@ def pairflip_channel(num_classes: int, epsilon: float) -> torch.Tensor:
     return matrix
 
 
-def check_channel(matrix: torch.Tensor, *, atol: float = 1e-6) -> torch.Tensor:
-    """Validate a channel matrix: square, finite, non-negative, every column summing to 1."""
+#: How far a channel's column may sum from 1: an absolute tolerance on the exact
+#: (``math.fsum``) sum. The one column-sum rule, :func:`columns_off_one`, used by
+#: :func:`check_channel` and :func:`dean_nb.problem.noise.check_channel_matrix`.
+COLUMN_SUM_ATOL = 1e-6
+
+
+def columns_off_one(matrix: torch.Tensor, atol: float = COLUMN_SUM_ATOL) -> list[tuple[int, float]]:
+    """The columns of a ``(K, K)`` matrix that do not sum to 1: ``(j, sum)`` pairs.
+
+    Column ``j`` is off when its exact sum (``math.fsum`` of its float64 entries) lies more
+    than ``atol`` from 1 (a NaN sum is off). Pass ``matrix.T`` to test the rows.
+    """
+    columns = torch.as_tensor(matrix, dtype=torch.float64).T.tolist()
+    sums = [math.fsum(column) for column in columns]
+    return [(j, total) for j, total in enumerate(sums) if not abs(total - 1.0) <= atol]
+
+
+def check_channel(matrix: torch.Tensor, *, atol: float = COLUMN_SUM_ATOL) -> torch.Tensor:
+    """Validate a channel matrix: square, finite, non-negative, every column summing to 1
+    within ``atol`` (:func:`columns_off_one`). Returns it as float64."""
     if not isinstance(matrix, torch.Tensor):
         matrix = torch.as_tensor(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
@@ -68,8 +88,8 @@ def check_channel(matrix: torch.Tensor, *, atol: float = 1e-6) -> torch.Tensor:
     matrix = matrix.to(torch.float64)
     if not torch.isfinite(matrix).all() or (matrix < 0).any():
         raise ValueError("matrix entries must be finite and lie in [0, 1]")
-    col_sums = matrix.sum(dim=0)
-    if not torch.allclose(col_sums, torch.ones_like(col_sums), atol=atol):
+    if columns_off_one(matrix, atol):
+        col_sums = matrix.sum(dim=0)
         raise ValueError(
             "matrix must be column-stochastic (T[i, j] = p(y'=i | y=j), each column summing to 1); "
             f"column sums are {[round(v, 4) for v in col_sums.tolist()]}"
