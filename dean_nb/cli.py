@@ -10,9 +10,9 @@
 ``run`` writes one JSON file per run into ``--out`` as each finishes and skips runs already
 there, so re-running the same command after an interruption finishes the grid. ``report``
 prints the paper's Table-2 view (mean +/- std test accuracy over seeds at each number of
-labels), the model-uncertainty table and, where DeAn ran, the paper's three claims as paired
-gaps (:mod:`dean_nb.compare`); it saves learning curves, the uncertainty figure and CSV files.
-The console script ``dean-nb`` is the same program.
+labels), the model-uncertainty table (:mod:`dean_nb.analysis.results`) and, where DeAn ran,
+the paper's three claims as paired gaps (:mod:`dean_nb.analysis.claims`); it saves learning
+curves, the uncertainty figure and CSV files. The console script ``dean-nb`` is the same program.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def parse_strategies(text: str) -> list[str]:
 
 
 def _parse_override(text: str):
-    """:func:`dean_nb.config.parse_override` with argparse's error type."""
+    """:func:`dean_nb.experiment.config.parse_override` with argparse's error type."""
     try:
         return parse_override(text)
     except ValueError as err:
@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,report}")
 
+    _add_run_parser(sub)
+    _add_report_parser(sub)
+    return parser
+
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``run`` command and its flags."""
     run = sub.add_parser(
         "run",
         help="run a grid of active-learning experiments (resumable)",
@@ -155,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_grid_flags(run)
+    _add_where_flags(run)
+
+
+def _add_grid_flags(run: argparse.ArgumentParser) -> None:
+    """``run``'s flags that choose the grid: dataset, preset, strategies, noise, seeds."""
     run.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset to run on")
     run.add_argument(
         "--preset",
@@ -204,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="0",
         help="repeats: a range 0-4, a list 0,2,5, or both 0-2,7; a seed fixes split and draws",
     )
+
+
+def _add_where_flags(run: argparse.ArgumentParser) -> None:
+    """``run``'s flags that say where and how it runs: folders, device, workers, overrides."""
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     run.add_argument(
         "--root", default=None, help="data folder of the torchvision datasets (not for digits)"
@@ -240,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def _add_report_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``report`` command and its flags."""
     report = sub.add_parser(
         "report",
         help="summarise a results folder: table, learning curves, uncertainty",
@@ -287,7 +307,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="accuracy margin of the claims: a shortfall below it is a tie, a gain must reach it",
     )
-    return parser
 
 
 # --------------------------------------------------------------------------- commands

@@ -2,13 +2,46 @@
 
 Chapter "Experiments". A grid (:func:`make_grid`) is a list of configurations;
 :func:`run_grid` computes each one not yet on disk and writes its record to its own JSON file
-(:func:`result_path`, named by :func:`dean_nb.config.run_key`) as soon as it finishes, so a
-killed grid resumes and loses nothing. Any :class:`concurrent.futures.Executor` runs a grid,
-including Dask's (``distributed.Client(...).get_executor()``); :func:`default_executor` is a
-process pool. Several processes, on one machine or sharing the folder over NFS, can run one
-grid together and compute every run once (:mod:`dean_nb.claims`); a killed run resumes from
-its last finished step (:func:`checkpoint_path`, :func:`dean_nb.loop.run_active_learning`).
-:func:`dean_nb.compare.load_results` reads the folder back.
+(:func:`result_path`, named by :func:`dean_nb.experiment.config.run_key`) as soon as it
+finishes, so a killed grid resumes and loses nothing. Any :class:`concurrent.futures.Executor`
+runs a grid, including Dask's (``distributed.Client(...).get_executor()``);
+:func:`default_executor` is a process pool. Several processes, on one machine or sharing the
+folder over NFS, can run one grid together and compute every run once
+(:mod:`dean_nb.experiment.locks`); a killed run resumes from its last finished step
+(:func:`checkpoint_path`, :func:`dean_nb.experiment.loop.run_active_learning`).
+:func:`dean_nb.analysis.results.load_results` reads the folder back.
+
+How :func:`run_grid` shares a folder and survives kills, interrupts and failures:
+
+* **Shared work.** Several ``run_grid`` calls (processes on one machine, or machines sharing the
+  folder) can work on one ``out_dir`` at once: each run is computed once. A process claims a
+  run before computing it (a lock file beside its record, refreshed by a heartbeat; claims of
+  dead owners are reclaimed, and a record is written once: the rules, NFS included, are in
+  :mod:`dean_nb.experiment.locks`). A run claimed by a live owner is skipped (and tried once
+  more at the end); the runs still claimed by others then are reported on stderr and in
+  :attr:`GridPaths.left_to_others`. Results written before these rules (no lock files) are
+  read as usual.
+* **Per-step checkpoints.** Each run keeps its finished steps in ``.<run_key>.partial.json``
+  (:func:`checkpoint_path`, written atomically after every step); a killed run resumes from its
+  last finished step, and on the same machine the resumed record equals an uninterrupted one
+  (see :func:`dean_nb.experiment.loop.run_active_learning`). The checkpoint is removed once the
+  record is written. Temporary files left by a writer killed mid-write are removed by the next
+  ``run_grid`` on the folder (only those whose pid is gone on this host, or older than
+  ``stale_after``).
+* **Interrupts and failures.** With an executor, this (parent) process claims and writes; it
+  takes claims just before submitting, for as many runs as the executor has workers. A failed
+  run releases its claim (its checkpoint stays for the next attempt); on an interrupt
+  (``KeyboardInterrupt`` included) queued runs are cancelled, the workers of an own process
+  pool are stopped, and every claim is released before the exception propagates.
+* **Executors.** Results come back to this process, which writes them, so workers need no
+  shared file system; workers write the per-step checkpoint themselves where the results
+  folder exists for them (a ``ProcessPoolExecutor``, or Dask workers on the shared file
+  system). A Dask worker on which the folder does not exist runs without a checkpoint, so a run
+  lost with its worker restarts from step 0 (a folder of the same name that is another
+  machine's local disk only helps retries that land on that machine again). Runs in *threads*
+  of one process share torch's global RNG (dropout masks are drawn from it), so a pool of
+  several threads gives valid but not bit-reproducible runs; processes (and Dask workers with
+  one thread) reproduce the inline results exactly.
 """
 
 from __future__ import annotations
@@ -102,8 +135,8 @@ def load_grid(
 ) -> dict[str, RunResult]:
     """The records of a grid's runs in ``out_dir``: ``{file stem: RunResult}``, in grid order.
 
-    The file name carries :func:`dean_nb.config.run_key`, a hash of everything the run
-    computes, so a record is found only if it was made with the configuration as it is now.
+    The file name carries :func:`dean_nb.experiment.config.run_key`, a hash of everything the
+    run computes, so a record is found only if it was made with the configuration as it is now.
 
     Raises:
         FileNotFoundError: a run of the grid has no record there (names the first three).
@@ -120,8 +153,9 @@ def load_grid(
 def checkpoint_path(config: ExperimentConfig, out_dir: str | os.PathLike[str]) -> Path:
     """Where :func:`run_grid` keeps a run's finished steps until its record is written.
 
-    ``.<run_key>.partial.json`` beside the record (:func:`dean_nb.claims.partial_path`; hidden,
-    so :func:`dean_nb.compare.load_results` skips it).
+    ``.<run_key>.partial.json`` beside the record
+    (:func:`dean_nb.experiment.checkpoint.partial_path`; hidden, so
+    :func:`dean_nb.analysis.results.load_results` skips it).
     """
     return partial_path(result_path(config, out_dir))
 
@@ -252,50 +286,9 @@ def run_grid(
 ) -> GridPaths:
     """Run every configuration not yet on disk; one JSON file per run, written on completion.
 
-    Several ``run_grid`` calls (processes on one machine, or machines sharing the folder)
-    can work on one ``out_dir`` at once and share the work: each run is computed once.
-
-    * **RunLocks.** Before computing a run, a process claims it by creating
-      ``.<run_key>.lock`` beside the record with ``O_CREAT | O_EXCL`` (host, pid, start
-      time and a random token inside). A run claimed by a live owner is skipped (and tried
-      once more at the end); the runs still claimed by others then are reported on stderr
-      and in :attr:`GridPaths.left_to_others`. A thread refreshes the mtime of every held
-      lock every ``min(30 s, stale_after / 10)``: the heartbeat.
-    * **Dead owners.** A claim is reclaimed when its owner is dead: on the same host as soon
-      as its pid no longer exists; on any host when its heartbeat is older than
-      ``stale_after`` seconds. Reclaimers take turns through an ``O_EXCL`` mutex
-      (``.<run_key>.lock.reclaim``, held for microseconds), remove the lock only if it is
-      still the one judged stale (same inode, token and mtime), and then claim with
-      ``O_EXCL`` like anyone else, so two reclaimers cannot both win.
-    * **Records are written once.** The record is checked again after claiming, and written
-      by hard-linking a complete temporary file to its name, which fails if the name
-      exists: a finished record is never replaced, even by a process whose stale-judged
-      claim was taken over (it finds the record there and drops its copy).
-    * **Per-step checkpoints.** Each run keeps its finished steps in
-      ``.<run_key>.partial.json`` (:func:`checkpoint_path`, written atomically after every
-      step); a killed run resumes from its last finished step, and on the same machine the
-      resumed record equals an uninterrupted one (see :func:`dean_nb.loop.run_active_learning`). The
-      checkpoint is removed once the record is written. Temporary files left by a writer
-      killed mid-write are removed by the next ``run_grid`` on the folder (only those whose
-      pid is gone on this host, or older than ``stale_after``).
-    * **Interrupts and failures.** With an executor, this (parent) process claims and writes;
-      it takes claims just before submitting, for as many runs as the executor has workers.
-      A failed run releases its claim (its checkpoint stays for the next attempt); on an
-      interrupt (``KeyboardInterrupt`` included) queued runs are cancelled, the workers of
-      an own process pool are stopped, and every claim is released before the exception
-      propagates.
-
-    On NFS: ``O_EXCL`` creation and ``link`` are atomic on the server for NFSv3 and later
-    with a modern Linux client (NFSv2, or very old clients, do not guarantee ``O_EXCL``), and
-    a retransmitted ``link`` is recognised by its link count; ``rename`` is atomic.
-    Staleness is judged against the file system's own clock (a probe file's mtime, which an
-    NFS server stamps, as it stamps ``utime`` heartbeats), so clock skew between clients
-    does not matter; file systems that take mtimes from the client clock (some FUSE mounts)
-    need clocks synchronised well within ``stale_after``. The pid test only applies to
-    claims from the same host name: give machines (and containers sharing a folder)
-    distinct host names. ``stale_after`` must exceed the longest pause of a live process
-    (a suspended process, a hung mount) or its run is computed twice; the record is still
-    written once. Results written before these rules (no lock files) are read as usual.
+    Several ``run_grid`` calls (processes, or machines sharing the folder) can work on one
+    ``out_dir`` at once and share the work: each run is computed once. How, and what happens
+    on kills, interrupts and failures: the module docstring and :mod:`dean_nb.experiment.locks`.
 
     Args:
         configs: the runs (e.g. from :func:`make_grid`). Duplicates run once.
@@ -303,19 +296,10 @@ def run_grid(
             (:func:`result_path`) exists is skipped, so re-running a killed grid only runs
             what is missing, and never rewrites a finished file.
         executor: any :class:`concurrent.futures.Executor`: a ``ProcessPoolExecutor``, a
-            ``ThreadPoolExecutor``, or Dask's ``distributed.Client(...).get_executor()``.
-            Results come back to this process, which writes them, so workers need no shared
-            file system; workers write the per-step checkpoint themselves where the results
-            folder exists for them (a ``ProcessPoolExecutor``, or Dask workers on the shared
-            file system). A Dask worker on which the folder does not exist runs without a
-            checkpoint, so a run lost with its worker restarts from step 0 (a folder of the
-            same name that is another machine's local disk only helps retries that land on
-            that machine again). Runs in *threads* of one process share torch's global RNG
-            (dropout masks are drawn from it), so a pool of several threads gives valid but
-            not bit-reproducible runs; processes (and Dask workers with one thread)
-            reproduce the inline results exactly. ``None``: runs inline when
-            ``max_workers == 1`` or only one run is pending, else a
-            :func:`default_executor` (closed afterwards).
+            ``ThreadPoolExecutor``, or Dask's ``distributed.Client(...).get_executor()``
+            (which checkpoints each kind writes, and why threads are not bit-reproducible:
+            the module docstring). ``None``: runs inline when ``max_workers == 1`` or only
+            one run is pending, else a :func:`default_executor` (closed afterwards).
         progress: a progress bar over runs (per-run bars are silenced under an executor).
         max_workers: for the default executor.
         command: the command line that launched the grid, stored in every record's
@@ -335,144 +319,193 @@ def run_grid(
     check_float_range("stale_after", stale_after, 0.0, math.inf, low_inclusive=False)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    unique: dict[Path, ExperimentConfig] = {}
-    for config in configs:
-        if not isinstance(config, ExperimentConfig):
-            raise TypeError(f"configs must hold ExperimentConfig, got {type(config).__name__}")
-        unique.setdefault(result_path(config, out), config)
+    unique = _unique_configs(configs, out)
     outcome = GridPaths(unique)
     remove_stale_leftovers(out, stale_after)
     pending = [(p, c) for p, c in unique.items() if not p.exists()]
     outcome.found = [p for p in unique if p.exists()]
     if not pending:
         return outcome
+    work = _GridRun(unique, pending, outcome, command, progress, stale_after)
+    try:
+        if executor is None and (max_workers == 1 or len(pending) == 1):
+            work.run_inline()
+        else:
+            work.run_with_executor(executor, max_workers)
+    finally:
+        work.close()  # releases the claims of runs not finished (interrupts included)
+    work.settle_busy(out)
+    _raise_failures(work.failures, len(pending))
+    return outcome
 
-    bar = None
-    if progress:
-        bar = tqdm(total=len(pending), desc="runs", initial=0)
-    failures: list[tuple[str, BaseException]] = []
-    claims = RunLocks(stale_after)
-    busy: list[tuple[Path, ExperimentConfig]] = []
 
-    def tick() -> None:
-        if bar is not None:
-            bar.update(1)
+def _unique_configs(configs: Iterable[ExperimentConfig], out: Path) -> dict[Path, ExperimentConfig]:
+    """``{record path: config}`` in input order, the first of duplicates kept; checks types."""
+    unique: dict[Path, ExperimentConfig] = {}
+    for config in configs:
+        if not isinstance(config, ExperimentConfig):
+            raise TypeError(f"configs must hold ExperimentConfig, got {type(config).__name__}")
+        unique.setdefault(result_path(config, out), config)
+    return unique
 
-    def claim(path: Path) -> RunLock | None:
+
+class _GridRun:
+    """The pending runs of one :func:`run_grid` call: claims, progress, records, failures."""
+
+    def __init__(
+        self,
+        unique: dict[Path, ExperimentConfig],
+        pending: list[tuple[Path, ExperimentConfig]],
+        outcome: GridPaths,
+        command: str | None,
+        progress: bool,
+        stale_after: float,
+    ) -> None:
+        self.unique = unique
+        self.pending = pending
+        self.outcome = outcome
+        self.command = command
+        self.bar = tqdm(total=len(pending), desc="runs", initial=0) if progress else None
+        self.failures: list[tuple[str, BaseException]] = []
+        self.claims = RunLocks(stale_after)
+        self.busy: list[tuple[Path, ExperimentConfig]] = []
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def claim(self, path: Path) -> RunLock | None:
         """RunLock a run; ``None`` (and the run accounted for) when it is done or busy."""
-        status, held = claims.acquire(path)
+        status, held = self.claims.acquire(path)
         if status == "done":
-            outcome.found.append(path)
-            tick()
+            self.outcome.found.append(path)
+            self.tick()
         elif status == "busy":
-            busy.append((path, unique[path]))
+            self.busy.append((path, self.unique[path]))
         return held
 
-    def jobs():
+    def jobs(self) -> Iterator[tuple[Path, ExperimentConfig]]:
         """The pending runs, then once more those that were busy (their owner may be gone)."""
-        yield from pending
-        retry = list(busy)
-        busy.clear()
+        yield from self.pending
+        retry = list(self.busy)
+        self.busy.clear()
         yield from retry
 
-    def finish(path: Path, payload: dict[str, Any]) -> None:
-        if command is not None:
-            payload.setdefault("provenance", {})["command"] = command
+    def finish(self, path: Path, payload: dict[str, Any]) -> None:
+        """Write a run's record (unless another process did first) and drop its checkpoint."""
+        if self.command is not None:
+            payload.setdefault("provenance", {})["command"] = self.command
         try:
             atomic_write_json(path, payload, overwrite=False)
         except FileExistsError:
-            outcome.found.append(path)  # another process wrote it first: its record stays
+            self.outcome.found.append(path)  # another process wrote it first: its record stays
         else:
-            outcome.computed.append(path)
+            self.outcome.computed.append(path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial_path(path))
-        tick()
+        self.tick()
 
-    try:
-        inline = executor is None and (max_workers == 1 or len(pending) == 1)
-        if inline:
-            for path, config in jobs():
-                held = claim(path)
-                if held is None:
-                    continue
-                try:
-                    finish(
-                        path,
-                        _execute(config.to_dict(), os.fspath(partial_path(path)), held.check),
-                    )
-                except RunLockLost:
-                    busy.append((path, config))
-                except Exception as err:  # keep going: the other runs are worth having
-                    failures.append((path.stem, err))
-                finally:
-                    claims.release(held)
-        else:
-            own = executor is None
-            if own:
-                executor = default_executor(max_workers)
-            slots = _executor_slots(executor, max_workers)
-            futures: dict[cf.Future, tuple[Path, RunLock]] = {}
-            queue = jobs()
-            interrupted = True
+    def run_inline(self) -> None:
+        """Compute the runs one after the other in this process."""
+        for path, config in self.jobs():
+            held = self.claim(path)
+            if held is None:
+                continue
             try:
-
-                def submit_more() -> None:
-                    while len(futures) < slots:
-                        job = next(queue, None)
-                        if job is None:
-                            return
-                        path, config = job
-                        held = claim(path)
-                        if held is None:
-                            continue
-                        try:
-                            future = executor.submit(
-                                _execute,
-                                config.replace(quiet=True).to_dict(),
-                                os.fspath(partial_path(path)),
-                            )
-                        except BaseException:
-                            claims.release(held)
-                            raise
-                        futures[future] = (path, held)
-
-                submit_more()
-                while futures:
-                    finished, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
-                    for future in finished:
-                        path, held = futures.pop(future)
-                        try:
-                            finish(path, future.result())
-                        except Exception as err:
-                            failures.append((path.stem, err))
-                        finally:
-                            claims.release(held)
-                    submit_more()
-                interrupted = False
+                self.finish(
+                    path, _execute(config.to_dict(), os.fspath(partial_path(path)), held.check)
+                )
+            except RunLockLost:
+                self.busy.append((path, config))
+            except Exception as err:  # keep going: the other runs are worth having
+                self.failures.append((path.stem, err))
             finally:
-                for future in futures:
-                    future.cancel()
-                if own:
-                    if interrupted:
-                        _stop_workers(executor)
-                    executor.shutdown(wait=True, cancel_futures=True)
-    finally:
-        claims.close()  # releases the claims of runs not finished (interrupts included)
-        if bar is not None:
-            bar.close()
-    outcome.left_to_others = [p for p, _ in busy if not p.exists()]
-    outcome.found += [p for p, _ in busy if p.exists()]
-    if outcome.left_to_others:
-        names = ", ".join(p.stem for p in outcome.left_to_others[:5])
-        more = len(outcome.left_to_others) - 5
-        print(
-            f"{len(outcome.left_to_others)} of {len(pending)} runs left to other processes "
-            f"that hold live claims on them ({names}{f', and {more} more' if more > 0 else ''}); "
-            f"their records appear in {out} when they finish",
-            file=sys.stderr,
-            flush=True,
-        )
+                self.claims.release(held)
+
+    def run_with_executor(self, executor: cf.Executor | None, max_workers: int | None) -> None:
+        """Compute the runs on ``executor`` (``None``: an own :func:`default_executor`)."""
+        own = executor is None
+        if own:
+            executor = default_executor(max_workers)
+        slots = _executor_slots(executor, max_workers)
+        futures: dict[cf.Future, tuple[Path, RunLock]] = {}
+        queue = self.jobs()
+        interrupted = True
+        try:
+            self._submit_more(executor, futures, queue, slots)
+            while futures:
+                finished, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    path, held = futures.pop(future)
+                    try:
+                        self.finish(path, future.result())
+                    except Exception as err:
+                        self.failures.append((path.stem, err))
+                    finally:
+                        self.claims.release(held)
+                self._submit_more(executor, futures, queue, slots)
+            interrupted = False
+        finally:
+            for future in futures:
+                future.cancel()
+            if own:
+                if interrupted:
+                    _stop_workers(executor)
+                executor.shutdown(wait=True, cancel_futures=True)
+
+    def _submit_more(
+        self,
+        executor: cf.Executor,
+        futures: dict[cf.Future, tuple[Path, RunLock]],
+        queue: Iterator[tuple[Path, ExperimentConfig]],
+        slots: int,
+    ) -> None:
+        """Claim and submit runs from ``queue`` until ``slots`` runs are in flight."""
+        while len(futures) < slots:
+            job = next(queue, None)
+            if job is None:
+                return
+            path, config = job
+            held = self.claim(path)
+            if held is None:
+                continue
+            try:
+                future = executor.submit(
+                    _execute,
+                    config.replace(quiet=True).to_dict(),
+                    os.fspath(partial_path(path)),
+                )
+            except BaseException:
+                self.claims.release(held)
+                raise
+            futures[future] = (path, held)
+
+    def close(self) -> None:
+        """Release every claim still held and close the progress bar."""
+        self.claims.close()
+        if self.bar is not None:
+            self.bar.close()
+
+    def settle_busy(self, out: Path) -> None:
+        """Sort the runs other processes held into found and left to others; report the latter."""
+        outcome = self.outcome
+        outcome.left_to_others = [p for p, _ in self.busy if not p.exists()]
+        outcome.found += [p for p, _ in self.busy if p.exists()]
+        if outcome.left_to_others:
+            names = ", ".join(p.stem for p in outcome.left_to_others[:5])
+            more = len(outcome.left_to_others) - 5
+            print(
+                f"{len(outcome.left_to_others)} of {len(self.pending)} runs left to other "
+                f"processes that hold live claims on them ({names}"
+                f"{f', and {more} more' if more > 0 else ''}); "
+                f"their records appear in {out} when they finish",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _raise_failures(failures: list[tuple[str, BaseException]], n_pending: int) -> None:
+    """Raise one ``RuntimeError`` naming every failed run and its error, if any failed."""
     if failures:
         lines = "\n".join(f"  {name}: {type(err).__name__}: {err}" for name, err in failures)
-        raise RuntimeError(f"{len(failures)} of {len(pending)} runs failed:\n{lines}")
-    return outcome
+        raise RuntimeError(f"{len(failures)} of {n_pending} runs failed:\n{lines}")

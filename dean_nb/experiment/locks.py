@@ -1,16 +1,45 @@
 """Processes that share a results folder: claims on runs, heartbeats, stale leftovers.
 
 Chapter "Experiments" and the README's "Shared folders and killed runs". Several
-:func:`dean_nb.experiment.grid.run_grid` calls (processes on one machine, or machines sharing the folder
-over NFS) compute every run once: a process claims a run by creating ``.<run_key>.lock`` beside
-its record with ``O_CREAT | O_EXCL`` (:class:`RunLocks`), a daemon thread refreshes the lock's
-modification time while the run computes (the heartbeat), and a claim whose owner died is
-reclaimed: on the same host as soon as its pid is gone, from any host once its heartbeat is
-older than the staleness timeout (:data:`DEFAULT_STALE_AFTER`), judged on the file system's own
-clock. :func:`remove_stale_leftovers` removes what killed processes left in the folder.
+:func:`dean_nb.experiment.grid.run_grid` calls (processes on one machine, or machines sharing
+the folder over NFS) compute every run once: a process claims a run by creating
+``.<run_key>.lock`` beside its record with ``O_CREAT | O_EXCL`` (:class:`RunLocks`), a daemon
+thread refreshes the lock's modification time while the run computes (the heartbeat), and a
+claim whose owner died is reclaimed: on the same host as soon as its pid is gone, from any host
+once its heartbeat is older than the staleness timeout (:data:`DEFAULT_STALE_AFTER`), judged on
+the file system's own clock. :func:`remove_stale_leftovers` removes what killed processes left
+in the folder.
 
-This module names the hidden files beside a record: its lock (:func:`lock_path`) and its
-checkpoint (:func:`partial_path`); the temporary files of a write are
+The rules, in detail:
+
+* **Claims.** Before computing a run, a process claims it by creating ``.<run_key>.lock``
+  beside the record with ``O_CREAT | O_EXCL`` (host, pid, start time and a random token
+  inside). A thread refreshes the mtime of every held lock every ``min(30 s, stale_after /
+  10)``: the heartbeat.
+* **Dead owners.** A claim is reclaimed when its owner is dead: on the same host as soon as its
+  pid no longer exists; on any host when its heartbeat is older than ``stale_after`` seconds.
+  Reclaimers take turns through an ``O_EXCL`` mutex (``.<run_key>.lock.reclaim``, held for
+  microseconds), remove the lock only if it is still the one judged stale (same inode, token
+  and mtime), and then claim with ``O_EXCL`` like anyone else, so two reclaimers cannot both
+  win.
+* **Records are written once.** The record is checked again after claiming, and written by
+  hard-linking a complete temporary file to its name, which fails if the name exists: a
+  finished record is never replaced, even by a process whose stale-judged claim was taken over
+  (it finds the record there and drops its copy).
+
+On NFS: ``O_EXCL`` creation and ``link`` are atomic on the server for NFSv3 and later with a
+modern Linux client (NFSv2, or very old clients, do not guarantee ``O_EXCL``), and a
+retransmitted ``link`` is recognised by its link count; ``rename`` is atomic. Staleness is
+judged against the file system's own clock (a probe file's mtime, which an NFS server stamps,
+as it stamps ``utime`` heartbeats), so clock skew between clients does not matter; file systems
+that take mtimes from the client clock (some FUSE mounts) need clocks synchronised well within
+``stale_after``. The pid test only applies to claims from the same host name: give machines
+(and containers sharing a folder) distinct host names. ``stale_after`` must exceed the longest
+pause of a live process (a suspended process, a hung mount) or its run is computed twice; the
+record is still written once.
+
+This module names a record's lock (:func:`lock_path`); its checkpoint is
+:func:`dean_nb.experiment.checkpoint.partial_path`, and the temporary files of a write are
 :func:`dean_nb.experiment.records.atomic_write_json`'s.
 """
 
@@ -41,7 +70,7 @@ __all__ = [
 ]
 
 
-#: Seconds without a heartbeat after which :func:`dean_nb.experiment.grid.run_grid` takes a claim as
+#: Seconds without a heartbeat after which :func:`dean_nb.grid.run_grid` takes a claim as
 #: abandoned.
 DEFAULT_STALE_AFTER = 300.0
 
@@ -341,7 +370,7 @@ class RunLocks:
 def remove_stale_leftovers(folder: Path, stale_after: float) -> list[Path]:
     """Remove what killed processes left in a results folder; return what was removed.
 
-    * temporary files of :func:`dean_nb.experiment.records.atomic_write_json` whose writer is gone (this machine, pid
+    * temporary files of :func:`dean_nb.records.atomic_write_json` whose writer is gone (this machine, pid
       dead) or that are older than ``stale_after`` (a live writer holds one for
       milliseconds);
     * reclaim mutexes (:func:`_remove_stale_lock`) and clock probes of killed processes;

@@ -5,10 +5,10 @@ Algorithm 1 of the paper (Algorithm 2 with a noisy oracle and, optionally, the d
 of section 4):
 
 1. split the training set into an initial labelled set (``initial_per_class`` images of every
-   class), a fixed validation set and the pool (:func:`dean_nb.data.make_split`; the same split
-   for every strategy at a given seed);
+   class), a fixed validation set and the pool (:func:`dean_nb.problem.split.make_split`; the
+   same split for every strategy at a given seed);
 2. at every step: build a fresh model, train it from scratch on the labelled set
-   (:func:`train_step_model`; through a :class:`dean_nb.denoise.NoisyChannel` when
+   (:func:`train_step_model`; through a :class:`dean_nb.learner.denoise.NoisyChannel` when
    ``denoise``; the base model is what gets scored, selects and is evaluated), record its
    clean test accuracy and its uncertainty ``sigma`` (mean variation ratio on the validation
    set);
@@ -16,8 +16,8 @@ of section 4):
    noisy oracle for their labels, move them from the pool to the labelled set.
 
 Only acquired labels go through the oracle (the K-ary symmetric channel of eq. 1, or the
-channel ``config.noise`` names: :mod:`dean_nb.noise`): the initial and validation sets stay
-clean, as in the authors' runs. The oracle answers are drawn once per
+channel ``config.noise`` names: :mod:`dean_nb.problem.noise`): the initial and validation sets
+stay clean, as in the authors' runs. The oracle answers are drawn once per
 training image at the start of a run (:func:`oracle_answers`), so a given image gets the same
 (possibly wrong) label whichever strategy asks for it at that seed: strategies are compared on
 common random numbers.
@@ -31,8 +31,14 @@ model, and changing one purpose (say, the strategy) leaves the others' draws unt
 
 A run can keep its finished steps in a checkpoint file, rewritten atomically after every step;
 a killed run resumes from its last finished step and gives the record of an uninterrupted run
-(see :func:`run_active_learning`). The loop trusts its :class:`~dean_nb.config.ExperimentConfig`:
-every field was validated when the configuration was built.
+(see :func:`run_active_learning`). The loop trusts its
+:class:`~dean_nb.experiment.config.ExperimentConfig`: every field was validated when the
+configuration was built.
+
+Inside, a run is ``_prepare`` (data, split, oracle answers) and ``_restore`` (a checkpoint's
+finished steps), then at every step :func:`train_step_model`, ``_measure`` (test accuracy, then
+sigma) and, unless it is the last step, ``_acquire`` (the strategy's selection) and
+``_commit_batch`` (the oracle's labels, moved from the pool to the labelled set).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +62,9 @@ from dean_nb.experiment.records import RunResult, StepRecord, provenance
 from dean_nb.learner import training
 from dean_nb.learner.denoise import NoisyChannel
 from dean_nb.learner.models import arch_for_dataset, build_model
-from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.datasets import Dataset, load_dataset
 from dean_nb.problem.oracle import NoisyOracle
-from dean_nb.problem.split import make_split
+from dean_nb.problem.split import Split, make_split
 from dean_nb.runtime import make_generator, purpose_seed, resolve_device, torch_threads
 from dean_nb.strategies import scoring
 
@@ -76,11 +83,12 @@ def _cached_dataset(name: str, root: str | None, download: bool):
 def oracle_answers(config: ExperimentConfig) -> torch.Tensor:
     """The noisy oracle's answer for every training image of a run, ``(N_train,)`` int64.
 
-    The oracle (its channel :meth:`~dean_nb.config.ExperimentConfig.oracle_channel`: the
-    K-ary symmetric channel of eq. 1 with ``config.epsilon`` unless ``config.noise`` names
-    another) answers every training image once, up front, from its own seeded generator: common random numbers across
-    strategies, and integers that no float kernel can change. Only acquired indices are ever
-    read.
+    The oracle (its channel
+    :meth:`~dean_nb.experiment.config.ExperimentConfig.oracle_channel`: the K-ary symmetric
+    channel of eq. 1 with ``config.epsilon`` unless ``config.noise`` names another) answers
+    every training image once, up front, from its own seeded generator: common random numbers
+    across strategies, and integers that no float kernel can change. Only acquired indices are
+    ever read.
     """
     data = _cached_dataset(config.dataset, config.root, config.download)
     oracle = NoisyOracle(config.oracle_channel(), seed=purpose_seed(config.seed, "oracle"))
@@ -102,20 +110,20 @@ def run_active_learning(
         on_step: called with each :class:`StepRecord` as soon as it is complete (live
             plots in a notebook, logging); steps replayed from ``checkpoint`` are not passed.
         checkpoint: a JSON file of the finished steps, rewritten atomically after every step
-            (:func:`dean_nb.grid.run_grid` uses :func:`dean_nb.grid.checkpoint_path`). When
-            it exists and was written for the same computation (the same
-            :meth:`~dean_nb.config.ExperimentConfig.computed_fields`: every field but
-            ``root``, ``device``, ``num_threads``, ``quiet``, ``download``), the run replays
-            its steps and continues from the first unfinished one. The state at a step is a
-            function of the finished steps'
-            selections and oracle answers (each step's model, training, sigma and selection
-            draw from their own :func:`purpose_seed` generators; the oracle answers are drawn
-            up front), so on the same machine a resumed run equals an uninterrupted one in
-            everything but wall times and provenance (``provenance["resumed_from_step"]``
-            says where it resumed). A checkpoint of another configuration, or one that
-            disagrees with this run's split and oracle, is ignored with a warning and
-            overwritten. The file is left in place: the caller removes it once the result
-            is safe.
+            (:func:`dean_nb.experiment.grid.run_grid` uses
+            :func:`dean_nb.experiment.grid.checkpoint_path`). When it exists and was written
+            for the same computation (the same
+            :meth:`~dean_nb.experiment.config.ExperimentConfig.computed_fields`: every field
+            but ``root``, ``device``, ``num_threads``, ``quiet``, ``download``), the run
+            replays its steps and continues from the first unfinished one. The state at a step
+            is a function of the finished steps' selections and oracle answers (each step's
+            model, training, sigma and selection draw from their own :func:`purpose_seed`
+            generators; the oracle answers are drawn up front), so on the same machine a
+            resumed run equals an uninterrupted one in everything but wall times and
+            provenance (``provenance["resumed_from_step"]`` says where it resumed). A
+            checkpoint of another configuration, or one that disagrees with this run's split
+            and oracle, is ignored with a warning and overwritten. The file is left in place:
+            the caller removes it once the result is safe.
 
     Returns:
         A :class:`RunResult` with ``n_steps + 1`` step records. The test accuracy of step 0 is
@@ -154,7 +162,7 @@ def train_step_model(
 
     Returns:
         ``(model, channel)``: the base model in eval mode, and the trained
-        :class:`dean_nb.denoise.NoisyChannel` when ``config.denoise`` (else ``None``).
+        :class:`dean_nb.learner.denoise.NoisyChannel` when ``config.denoise`` (else ``None``).
     """
     train_kwargs: dict[str, Any] = {
         "epochs": config.epochs,
@@ -195,46 +203,9 @@ def _run(
     on_step: Callable[[StepRecord], None] | None,
     checkpoint: Path | None = None,
 ) -> RunResult:
-    """The body of :func:`run_active_learning` (see there)."""
-    device = resolve_device(config.device)
-    seed = config.seed
-
-    data = _cached_dataset(config.dataset, config.root, config.download)
-    num_classes = data.num_classes
-    split = make_split(
-        data.y_train, num_classes, config.initial_per_class, config.validation_size, seed=seed
-    )
-    needed = config.n_steps * config.acquisition_size
-    if needed > split.pool.numel():
-        raise ValueError(
-            f"n_steps * acquisition_size = {needed} exceeds the pool ({split.pool.numel()} "
-            f"images of {config.dataset} after the initial and validation sets)"
-        )
-
-    x_train = data.x_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    x_val = x_train[split.validation.to(device)]
-
-    true_channel = config.oracle_channel()  # the channel oracle_answers draws through
-    answers = oracle_answers(config)  # (N,) on the CPU
-
-    labelled = split.initial.clone()  # (L,) indices into x_train
-    labels = data.y_train[labelled].clone()  # (L,) labels the model trains on
-    pool = split.pool.clone()  # (P,) remaining pool indices
-
-    steps: list[StepRecord] = []
-    saved = None if checkpoint is None else read_checkpoint(checkpoint, config)
-    if saved is not None:
-        try:
-            labelled, labels, pool, steps = resume_state(
-                saved, config, split.initial, split.pool, answers, data.y_train
-            )
-        except ValueError as err:
-            warnings.warn(
-                f"ignoring checkpoint {checkpoint}: {err}; the run starts from step 0",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+    """The body of :func:`run_active_learning` (see there): set up, resume, then every step."""
+    run = _prepare(config)
+    steps = _restore(run, checkpoint)
     resumed = len(steps)
     bar = _progress_bar(config.n_steps + 1, show, f"{config.method} eps={config.epsilon:g}")
     if bar is not None and resumed:
@@ -243,63 +214,20 @@ def _run(
         for step in range(resumed, config.n_steps + 1):
             start = time.perf_counter()
             model, channel = train_step_model(
-                config, x_train[labelled.to(device)], labels.to(device), num_classes, step, device
+                config,
+                run.x_train[run.labelled.to(run.device)],
+                run.labels.to(run.device),
+                run.num_classes,
+                step,
+                run.device,
             )
-            accuracy = training.evaluate_accuracy(
-                model, x_test, y_test, batch_size=config.eval_batch_size, device=device
-            )
-            sigma = scoring.model_uncertainty(
-                model,
-                x_val,
-                config.n_mc_samples,
-                batch_size=config.eval_batch_size,
-                generator=make_generator(purpose_seed(seed, f"sigma:{step}")),
-            )
-            record = StepRecord(
-                step=step,
-                n_labels=int(labelled.numel()),
-                test_accuracy=float(accuracy),
-                sigma=float(sigma),
-                channel=(
-                    channel.matrix.detach().to("cpu", torch.float64).tolist()
-                    if channel is not None
-                    else None
-                ),
-            )
+            record = _measure(run, model, channel, step)
             if step < config.n_steps:
-                n_candidates = min(pool.numel(), config.pool_subset or pool.numel())
-                strategy = strategies.get(config.strategy, **config.strategy_kwargs(n_candidates))
-                ctx = strategies.AcquisitionContext(
-                    model=model,
-                    x_pool=x_train[pool.to(device)],
-                    budget=config.acquisition_size,
-                    generator=make_generator(purpose_seed(seed, f"select:{step}")),
-                    device=device,
-                    x_labelled=x_train[labelled.to(device)],
-                    x_validation=x_val,
-                    n_mc_samples=config.n_mc_samples,
-                    batch_size=config.eval_batch_size,
-                    sigma=float(sigma),
-                )
-                selection = strategies.select_from_pool(strategy, ctx, config.pool_subset)
-                chosen_pos = selection.indices.detach().to("cpu", torch.int64)
-                _check_selection(chosen_pos, pool.numel(), config.acquisition_size)
-                chosen = pool[chosen_pos]  # (b,) indices into x_train
-                noisy = answers[chosen]
-                record.selected = chosen.tolist()
-                record.noisy_labels = noisy.tolist()
-                record.true_labels = data.y_train[chosen].tolist()
-                record.beta = None if selection.beta is None else float(selection.beta)
-
-                labelled = torch.cat([labelled, chosen])
-                labels = torch.cat([labels, noisy])
-                keep = torch.ones(pool.numel(), dtype=torch.bool)
-                keep[chosen_pos] = False
-                pool = pool[keep]
+                _commit_batch(run, record, _acquire(run, model, record.sigma, step))
             record.wall_time = time.perf_counter() - start
             steps.append(record)
             if checkpoint is not None:
-                write_checkpoint(checkpoint, config, split.initial, steps)
+                write_checkpoint(checkpoint, config, run.split.initial, steps)
             if bar is not None:
                 bar.set_postfix(acc=f"{record.test_accuracy:.3f}", sigma=f"{record.sigma:.3f}")
                 bar.update(1)
@@ -309,16 +237,166 @@ def _run(
         if bar is not None:
             bar.close()
 
-    info = provenance(device)
+    info = provenance(run.device)
     if resumed:
         info["resumed_from_step"] = resumed
     return RunResult(
         config=config,
         steps=steps,
-        initial_indices=split.initial.tolist(),
-        true_channel=true_channel.tolist(),
+        initial_indices=run.split.initial.tolist(),
+        true_channel=run.true_channel.tolist(),
         provenance=info,
     )
+
+
+@dataclass
+class _RunState:
+    """What one run's steps share: the data on the device, the split, the oracle's answers,
+    and the labelled set and pool as they grow and shrink (indices into ``x_train``)."""
+
+    config: ExperimentConfig
+    device: torch.device
+    data: Dataset
+    split: Split
+    x_train: torch.Tensor  # (N, C, H, W) on the device
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_val: torch.Tensor
+    true_channel: torch.Tensor  # the channel oracle_answers draws through
+    answers: torch.Tensor  # (N,) on the CPU
+    labelled: torch.Tensor  # (L,) indices into x_train
+    labels: torch.Tensor  # (L,) labels the model trains on
+    pool: torch.Tensor  # (P,) remaining pool indices
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+
+def _prepare(config: ExperimentConfig) -> _RunState:
+    """Load the data, draw the split (``config.seed`` itself) and the oracle's answers."""
+    device = resolve_device(config.device)
+    data = _cached_dataset(config.dataset, config.root, config.download)
+    split = make_split(
+        data.y_train,
+        data.num_classes,
+        config.initial_per_class,
+        config.validation_size,
+        seed=config.seed,
+    )
+    needed = config.n_steps * config.acquisition_size
+    if needed > split.pool.numel():
+        raise ValueError(
+            f"n_steps * acquisition_size = {needed} exceeds the pool ({split.pool.numel()} "
+            f"images of {config.dataset} after the initial and validation sets)"
+        )
+    x_train = data.x_train.to(device)
+    return _RunState(
+        config=config,
+        device=device,
+        data=data,
+        split=split,
+        x_train=x_train,
+        x_test=data.x_test.to(device),
+        y_test=data.y_test.to(device),
+        x_val=x_train[split.validation.to(device)],
+        true_channel=config.oracle_channel(),
+        answers=oracle_answers(config),
+        labelled=split.initial.clone(),
+        labels=data.y_train[split.initial].clone(),
+        pool=split.pool.clone(),
+    )
+
+
+def _restore(run: _RunState, checkpoint: Path | None) -> list[StepRecord]:
+    """The finished steps of ``checkpoint`` (``run`` set to the state after them), or ``[]``.
+
+    A checkpoint that disagrees with this run is ignored with a warning (attributed to the
+    caller of :func:`run_active_learning`).
+    """
+    saved = None if checkpoint is None else read_checkpoint(checkpoint, run.config)
+    if saved is None:
+        return []
+    try:
+        run.labelled, run.labels, run.pool, steps = resume_state(
+            saved, run.config, run.split.initial, run.split.pool, run.answers, run.data.y_train
+        )
+    except ValueError as err:
+        warnings.warn(
+            f"ignoring checkpoint {checkpoint}: {err}; the run starts from step 0",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return []
+    return steps
+
+
+def _measure(
+    run: _RunState, model: torch.nn.Module, channel: torch.nn.Module | None, step: int
+) -> StepRecord:
+    """Step ``step``'s record: the model's clean test accuracy, its sigma and the channel."""
+    config = run.config
+    accuracy = training.evaluate_accuracy(
+        model, run.x_test, run.y_test, batch_size=config.eval_batch_size, device=run.device
+    )
+    sigma = scoring.model_uncertainty(
+        model,
+        run.x_val,
+        config.n_mc_samples,
+        batch_size=config.eval_batch_size,
+        generator=make_generator(purpose_seed(config.seed, f"sigma:{step}")),
+    )
+    return StepRecord(
+        step=step,
+        n_labels=int(run.labelled.numel()),
+        test_accuracy=float(accuracy),
+        sigma=float(sigma),
+        channel=(
+            channel.matrix.detach().to("cpu", torch.float64).tolist()
+            if channel is not None
+            else None
+        ),
+    )
+
+
+def _acquire(
+    run: _RunState, model: torch.nn.Module, sigma: float, step: int
+) -> strategies.Selection:
+    """The strategy's selection of ``acquisition_size`` pool positions at step ``step``."""
+    config, device, pool = run.config, run.device, run.pool
+    n_candidates = min(pool.numel(), config.pool_subset or pool.numel())
+    strategy = strategies.get(config.strategy, **config.strategy_kwargs(n_candidates))
+    ctx = strategies.AcquisitionContext(
+        model=model,
+        x_pool=run.x_train[pool.to(device)],
+        budget=config.acquisition_size,
+        generator=make_generator(purpose_seed(config.seed, f"select:{step}")),
+        device=device,
+        x_labelled=run.x_train[run.labelled.to(device)],
+        x_validation=run.x_val,
+        n_mc_samples=config.n_mc_samples,
+        batch_size=config.eval_batch_size,
+        sigma=float(sigma),
+    )
+    return strategies.select_from_pool(strategy, ctx, config.pool_subset)
+
+
+def _commit_batch(run: _RunState, record: StepRecord, selection: strategies.Selection) -> None:
+    """Ask the oracle for the selected images, record them, move them to the labelled set."""
+    chosen_pos = selection.indices.detach().to("cpu", torch.int64)
+    _check_selection(chosen_pos, run.pool.numel(), run.config.acquisition_size)
+    chosen = run.pool[chosen_pos]  # (b,) indices into x_train
+    noisy = run.answers[chosen]
+    record.selected = chosen.tolist()
+    record.noisy_labels = noisy.tolist()
+    record.true_labels = run.data.y_train[chosen].tolist()
+    record.beta = None if selection.beta is None else float(selection.beta)
+
+    run.labelled = torch.cat([run.labelled, chosen])
+    run.labels = torch.cat([run.labels, noisy])
+    keep = torch.ones(run.pool.numel(), dtype=torch.bool)
+    keep[chosen_pos] = False
+    run.pool = run.pool[keep]
 
 
 def _check_selection(indices: torch.Tensor, pool_size: int, budget: int) -> None:

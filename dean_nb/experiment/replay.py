@@ -1,7 +1,7 @@
 """Re-make a stored run and check that it came from this library (chapter "Experiments").
 
-A run record (:class:`dean_nb.records.RunResult`) is re-made from its configuration and
-compared with the stored one. How closely depends on where the replay runs:
+A run record (:class:`dean_nb.experiment.records.RunResult`) is re-made from its configuration
+and compared with the stored one. How closely depends on where the replay runs:
 
 * **exact**, when this machine is of the kind that made the record (the same CPU model, the
   same torch CPU capability, the same device type, all three named in the record's
@@ -24,8 +24,9 @@ extra number before each batch changes the first acquisition and fails both chec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -148,53 +149,34 @@ def check_replay(
     """Compare a re-made run with its record; raise :class:`ReplayMismatch` where they differ.
 
     Args:
-        stored: the record (:class:`dean_nb.records.RunResult`), e.g. from ``load_run``.
+        stored: the record (:class:`dean_nb.experiment.records.RunResult`), e.g. from
+            ``load_run``.
         fresh: the same configuration re-made with ``run_active_learning``.
         mode: ``"exact"``, ``"tolerant"`` or ``"auto"`` (:func:`replay_mode` of the record's
             provenance and the re-made run's device).
         tolerances: overrides of :data:`DEFAULT_TOLERANCES` for the tolerant check.
         answers: ``(N_train,)`` the oracle's answer for every training image
-            (:func:`dean_nb.loop.oracle_answers`); ``None`` computes it from the config.
+            (:func:`dean_nb.experiment.loop.oracle_answers`); ``None`` computes it from the
+            config.
 
     Returns:
         A :class:`ReplayReport`.
     """
     if mode not in ("auto", "exact", "tolerant"):
         raise ValueError(f"mode must be one of auto, exact, tolerant; got {mode!r}")
-    limits = dict(DEFAULT_TOLERANCES)
-    for name, value in (tolerances or {}).items():
-        if name not in limits:
-            raise ValueError(f"unknown tolerance {name!r}; known: {', '.join(limits)}")
-        if not (isinstance(value, int | float) and 0 <= value < math.inf):
-            raise ValueError(f"tolerance {name} must be a finite number >= 0, got {value!r}")
-        limits[name] = float(value)
+    limits = _tolerance_limits(tolerances)
     if mode == "auto":
         mode, reason = replay_mode(stored.provenance, fresh.provenance.get("device"))
     else:
         reason = "chosen by the caller"
 
-    def fail(what: str) -> None:
+    def fail(what: str) -> NoReturn:
         raise ReplayMismatch(f"{mode} replay of {stored.config.method}: {what}")
 
-    if not isinstance(fresh.config, ExperimentConfig) or (
-        fresh.config.computed_fields() != stored.config.computed_fields()
-    ):
-        fail("the configurations differ")
-    if fresh.initial_indices != stored.initial_indices:
-        fail("the initial labelled sets (the split) differ")
-    if fresh.true_channel != stored.true_channel:
-        fail("the oracle's channels differ")
-    if [s.n_labels for s in fresh.steps] != [s.n_labels for s in stored.steps]:
-        fail("the label counts per step differ")
-
+    _check_protocol(stored, fresh, fail)
     if answers is None:
         answers = oracle_answers(stored.config)
-    for name, run in (("stored", stored), ("re-made", fresh)):
-        picks = torch.tensor(run.selected, dtype=torch.int64)
-        noisy = torch.tensor([n for s in run.steps for n in s.noisy_labels], dtype=torch.int64)
-        if not torch.equal(answers[picks], noisy):
-            fail(f"the {name} run's noisy labels are not the oracle's answers")
-
+    _check_oracle(stored, fresh, answers, fail)
     first_stored, first_fresh = stored.steps[0].selected, fresh.steps[0].selected
     if first_fresh != first_stored:
         fail(f"the first acquisition differs ({len(set(first_fresh) - set(first_stored))} picks)")
@@ -207,27 +189,10 @@ def check_replay(
         for a, b in zip(fresh.steps, stored.steps, strict=True)
     ]
     sigma_gaps = [abs(a.sigma - b.sigma) for a, b in zip(fresh.steps, stored.steps, strict=True)]
-
     if mode == "exact":
-        if divergence is not None:
-            fail(f"pick {divergence} differs (every pick must agree on this machine)")
-        if max(acc_gaps) > 1e-6 or max(sigma_gaps) > 1e-6:
-            fail(f"accuracy or sigma differ by {max(*acc_gaps, *sigma_gaps):.2g} (limit 1e-6)")
-        for new, old in zip(fresh.steps, stored.steps, strict=True):
-            if (new.beta is None) != (old.beta is None) or (
-                new.beta is not None and not math.isclose(new.beta, old.beta, rel_tol=1e-5)
-            ):
-                fail(f"beta of step {new.step} differs: {new.beta} against {old.beta}")
+        _check_exact(stored, fresh, divergence, acc_gaps, sigma_gaps, fail)
     else:
-        bounds = [
-            ("step-0 accuracy", acc_gaps[:1], limits["step0_accuracy"]),
-            ("step-0 sigma", sigma_gaps[:1], limits["step0_sigma"]),
-            ("accuracy", acc_gaps, limits["accuracy"]),
-            ("sigma", sigma_gaps, limits["sigma"]),
-        ]
-        for what, gaps, limit in bounds:
-            if max(gaps) > limit:
-                fail(f"{what} differs by {max(gaps):.3f} (tolerance {limit:g})")
+        _check_tolerant(acc_gaps, sigma_gaps, limits, fail)
 
     mislabelled = sum(
         n != t for s in stored.steps for n, t in zip(s.noisy_labels, s.true_labels, strict=True)
@@ -241,3 +206,81 @@ def check_replay(
         max_sigma_gap=max(sigma_gaps),
         mislabelled=int(mislabelled),
     )
+
+
+def _tolerance_limits(tolerances: dict[str, float] | None) -> dict[str, float]:
+    """:data:`DEFAULT_TOLERANCES` with ``tolerances``' overrides, each checked."""
+    limits = dict(DEFAULT_TOLERANCES)
+    for name, value in (tolerances or {}).items():
+        if name not in limits:
+            raise ValueError(f"unknown tolerance {name!r}; known: {', '.join(limits)}")
+        if not (isinstance(value, int | float) and 0 <= value < math.inf):
+            raise ValueError(f"tolerance {name} must be a finite number >= 0, got {value!r}")
+        limits[name] = float(value)
+    return limits
+
+
+def _check_protocol(stored: RunResult, fresh: RunResult, fail: Callable[[str], NoReturn]) -> None:
+    """What no float rounding can change: configuration, split, channel, label counts."""
+    if not isinstance(fresh.config, ExperimentConfig) or (
+        fresh.config.computed_fields() != stored.config.computed_fields()
+    ):
+        fail("the configurations differ")
+    if fresh.initial_indices != stored.initial_indices:
+        fail("the initial labelled sets (the split) differ")
+    if fresh.true_channel != stored.true_channel:
+        fail("the oracle's channels differ")
+    if [s.n_labels for s in fresh.steps] != [s.n_labels for s in stored.steps]:
+        fail("the label counts per step differ")
+
+
+def _check_oracle(
+    stored: RunResult,
+    fresh: RunResult,
+    answers: torch.Tensor,
+    fail: Callable[[str], NoReturn],
+) -> None:
+    """Every noisy label of either run must be the oracle's answer for its image."""
+    for name, run in (("stored", stored), ("re-made", fresh)):
+        picks = torch.tensor(run.selected, dtype=torch.int64)
+        noisy = torch.tensor([n for s in run.steps for n in s.noisy_labels], dtype=torch.int64)
+        if not torch.equal(answers[picks], noisy):
+            fail(f"the {name} run's noisy labels are not the oracle's answers")
+
+
+def _check_exact(
+    stored: RunResult,
+    fresh: RunResult,
+    divergence: int | None,
+    acc_gaps: list[float],
+    sigma_gaps: list[float],
+    fail: Callable[[str], NoReturn],
+) -> None:
+    """Same machine: every pick, accuracy and sigma to 1e-6, beta to a relative 1e-5."""
+    if divergence is not None:
+        fail(f"pick {divergence} differs (every pick must agree on this machine)")
+    if max(acc_gaps) > 1e-6 or max(sigma_gaps) > 1e-6:
+        fail(f"accuracy or sigma differ by {max(*acc_gaps, *sigma_gaps):.2g} (limit 1e-6)")
+    for new, old in zip(fresh.steps, stored.steps, strict=True):
+        if (new.beta is None) != (old.beta is None) or (
+            new.beta is not None and not math.isclose(new.beta, old.beta, rel_tol=1e-5)
+        ):
+            fail(f"beta of step {new.step} differs: {new.beta} against {old.beta}")
+
+
+def _check_tolerant(
+    acc_gaps: list[float],
+    sigma_gaps: list[float],
+    limits: dict[str, float],
+    fail: Callable[[str], NoReturn],
+) -> None:
+    """Another kind of machine: the step-0 model's gaps, then every step's, within ``limits``."""
+    bounds = [
+        ("step-0 accuracy", acc_gaps[:1], limits["step0_accuracy"]),
+        ("step-0 sigma", sigma_gaps[:1], limits["step0_sigma"]),
+        ("accuracy", acc_gaps, limits["accuracy"]),
+        ("sigma", sigma_gaps, limits["sigma"]),
+    ]
+    for what, gaps, limit in bounds:
+        if max(gaps) > limit:
+            fail(f"{what} differs by {max(gaps):.3f} (tolerance {limit:g})")

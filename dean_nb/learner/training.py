@@ -257,42 +257,17 @@ def train_model(
         raise ValueError("x must contain at least one training example")
     device = resolve_device(device)
     gen = make_generator(generator)
-    # Channels-last (NHWC) lets oneDNN and cuDNN convolve without reordering NCHW tensors; the
-    # model keeps that layout, so scoring and evaluation convolve fast too.
-    model.to(device, memory_format=torch.channels_last)  # (only 4-D parameters change)
-    if channel is not None:
-        channel.to(device)
-    x, y = x.to(device), y.to(device)
-    if x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x, y = _to_device(model, channel, x, y, device)
     optimizers = [make_optimizer(model, n_train, config, channel)]
     optimizers += channel_optimizers(model, config, channel)
-    project = getattr(channel, "project_", None)
-    penalty = getattr(channel, "penalty", None)
+    hooks = (getattr(channel, "penalty", None), getattr(channel, "project_", None))
     seed = derive_seed(gen)
     epochs = tqdm(range(config.epochs), desc="train", disable=not progress, leave=False)
-    model.train()
-    if channel is not None:
-        channel.train()
+    _set_mode(model, channel, training=True)
     with seeded_global_rng(seed, device=device):
         for epoch in epochs:
             order = torch.randperm(n_train, generator=gen, device=gen.device).to(device)
-            total = 0.0
-            for start in range(0, n_train, config.batch_size):
-                idx = order[start : start + config.batch_size]
-                loss = batch_loss(model(x[idx]), y[idx], channel)
-                if callable(penalty):
-                    loss = loss + penalty()
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for optimizer in optimizers:
-                    optimizer.step()
-                if callable(project):
-                    with torch.no_grad():
-                        project()
-                if progress:
-                    total += float(loss.detach()) * idx.numel()
+            total = _train_epoch(model, channel, x, y, order, config, optimizers, hooks, progress)
             if progress:
                 epochs.set_postfix(loss=f"{total / n_train:.4f}")
             if on_epoch_end is not None:
@@ -300,13 +275,73 @@ def train_model(
                 # depend on what it does.
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                     on_epoch_end(epoch + 1, model, channel)
-                model.train()
-                if channel is not None:
-                    channel.train()
-    model.eval()
-    if channel is not None:
-        channel.eval()
+                _set_mode(model, channel, training=True)
+    _set_mode(model, channel, training=False)
     return model
+
+
+def _to_device(
+    model: nn.Module,
+    channel: nn.Module | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the model (channels-last), the channel and the data to ``device``; return the data.
+
+    Channels-last (NHWC) lets oneDNN and cuDNN convolve without reordering NCHW tensors; the
+    model keeps that layout, so scoring and evaluation convolve fast too.
+    """
+    model.to(device, memory_format=torch.channels_last)  # (only 4-D parameters change)
+    if channel is not None:
+        channel.to(device)
+    x, y = x.to(device), y.to(device)
+    if x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _set_mode(model: nn.Module, channel: nn.Module | None, *, training: bool) -> None:
+    """Put the model and the channel (if any) in training or eval mode."""
+    model.train(training)
+    if channel is not None:
+        channel.train(training)
+
+
+def _train_epoch(
+    model: nn.Module,
+    channel: nn.Module | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    config: TrainConfig,
+    optimizers: list[torch.optim.Optimizer],
+    hooks: tuple[Callable[[], torch.Tensor] | None, Callable[[], None] | None],
+    progress: bool,
+) -> float:
+    """One pass over ``x`` in minibatches of ``order``; the summed loss when ``progress``.
+
+    ``hooks`` are the channel's ``penalty`` (added to every minibatch loss) and ``project_``
+    (run after every optimiser step), each ``None`` when absent.
+    """
+    penalty, project = hooks
+    total = 0.0
+    for start in range(0, x.shape[0], config.batch_size):
+        idx = order[start : start + config.batch_size]
+        loss = batch_loss(model(x[idx]), y[idx], channel)
+        if callable(penalty):
+            loss = loss + penalty()
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        if callable(project):
+            with torch.no_grad():
+                project()
+        if progress:
+            total += float(loss.detach()) * idx.numel()
+    return total
 
 
 def evaluate_accuracy(

@@ -12,10 +12,11 @@ Given the mean predictive distributions ``mean_probs`` (N, K) of the pool:
 3. each cluster's centroid is its member with the (upper) median score
    (:func:`median_centroids`).
 
-The annealed sampler that draws the batch from these lives in :mod:`dean_nb.annealing`, which
-re-exports the public names of this module. Public functions validate their inputs once;
-the private ``_`` helpers they call trust them. Shapes are in the names: ``N`` pool points,
-``M`` other points, ``K`` classes, ``C`` clusters or centroids, ``E`` tree edges.
+The annealed sampler that draws the batch from these lives in
+:mod:`dean_nb.strategies.annealing`, which re-exports the public names of this module. Public
+functions validate their inputs once; the private ``_`` helpers they call trust them. Shapes
+are in the names: ``N`` pool points, ``M`` other points, ``K`` classes, ``C`` clusters or
+centroids, ``E`` tree edges.
 """
 
 from __future__ import annotations
@@ -267,17 +268,7 @@ def _prim_tree(probs_N_K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     n_points, n_classes = probs_N_K.shape
     device, dtype = probs_N_K.device, probs_N_K.dtype
-    tiny = torch.finfo(dtype).tiny
-    # Float state, one column per live point: K probabilities, sum p ln p, current key.
-    state = torch.empty((n_classes + 2, n_points), dtype=dtype, device=device)
-    # Zeros become the smallest normal number, so that p + q > 0 and (p + q) ln(p + q) needs no
-    # clamp inside the loop (the divergence moves by ~1e-36 at most).
-    state[:n_classes] = probs_N_K.T.clamp_min(tiny)
-    state[n_classes] = _neg_entropy(probs_N_K)
-    state[n_classes + 1] = math.inf
-    # Integer state: original index, nearest tree node so far.
-    links = torch.zeros((2, n_points), dtype=torch.int64, device=device)
-    links[0] = torch.arange(n_points, device=device)
+    state, links = _prim_state(probs_N_K)
     scratch = torch.empty(2 * n_classes * n_points, dtype=dtype, device=device)
     proxy_all = torch.empty(n_points, dtype=dtype, device=device)
     edges = torch.empty((2, n_points - 1), dtype=torch.int64, device=device)
@@ -324,6 +315,28 @@ def _prim_tree(probs_N_K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     edges[:, n_points - 2 : n_points - 1] = links.index_select(1, pos)
     edges = edges.cpu()
     return edges[0], edges[1]
+
+
+def _prim_state(probs_N_K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_prim_tree`'s state, one column per point, every point still outside the tree.
+
+    Returns:
+        ``(state, links)``: ``state`` (K + 2, N) in ``probs_N_K``'s dtype holds each point's K
+        probabilities, its ``sum p ln p`` and its current key (``inf``); ``links`` (2, N)
+        int64 holds its original index and its nearest tree node so far.
+    """
+    n_points, n_classes = probs_N_K.shape
+    device, dtype = probs_N_K.device, probs_N_K.dtype
+    tiny = torch.finfo(dtype).tiny
+    state = torch.empty((n_classes + 2, n_points), dtype=dtype, device=device)
+    # Zeros become the smallest normal number, so that p + q > 0 and (p + q) ln(p + q) needs no
+    # clamp inside the loop (the divergence moves by ~1e-36 at most).
+    state[:n_classes] = probs_N_K.T.clamp_min(tiny)
+    state[n_classes] = _neg_entropy(probs_N_K)
+    state[n_classes + 1] = math.inf
+    links = torch.zeros((2, n_points), dtype=torch.int64, device=device)
+    links[0] = torch.arange(n_points, device=device)
+    return state, links
 
 
 def minimum_spanning_tree(
