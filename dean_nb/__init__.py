@@ -16,6 +16,22 @@ The folder listing is the architecture; each layer imports only the ones above i
 - ``experiment``: the book's lab: config, presets, loop, checkpoint, records, grid, locks.
 - ``analysis``: reading records: results, the paper's claims, tables, verdicts.
 - ``plots``: every figure. ``cli``: ``python -m dean_nb run/report``.
+
+For your own model and pool: ``dean_nb.select_batch(model, x_pool, budget, "dean",
+x_validation=...)`` (:func:`dean_nb.strategies.select.select_batch`).
 """
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "select_batch"]
+
+
+def __getattr__(name: str) -> Any:
+    """``dean_nb.select_batch``, the reader's entry point, imported on first use so that
+    ``import dean_nb`` (which every record read does) stays light."""
+    if name == "select_batch":
+        return importlib.import_module("dean_nb.strategies.select").select_batch
+    raise AttributeError(f"module 'dean_nb' has no attribute {name!r}")

@@ -353,3 +353,15 @@ def test_denoising_beats_plain_training_on_a_known_symmetric_channel():
     assert w.diagonal().max() < 0.9  # well below 1: it learned that labels are noisy
     assert w.diagonal().min() > 1.0 / K  # still diagonally dominant: p's argmax is kept
     assert torch.equal(w.argmax(0), torch.arange(K))
+
+
+def test_attach_takes_the_number_of_classes_for_a_readers_model():
+    model = nn.Sequential(nn.Linear(5, 3))
+    with pytest.raises(ValueError, match=r"attach\(model, K\)"):
+        attach(model)
+    star = attach(model, 3)
+    assert star.channel.num_classes == 3
+    probs = star(torch.randn(4, 5)).exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(4), atol=1e-5)
+    with pytest.raises(ValueError, match="number of classes"):
+        attach(model, 1)

@@ -89,6 +89,21 @@ def _imports(module: str, *, top_level: bool) -> list[tuple[str, str | None, int
     ]
 
 
+def _fresh_modules(statement: str) -> list[str]:
+    """The dean_nb modules a fresh interpreter has loaded after ``statement``."""
+    script = f"import sys\n{statement}\nprint([m for m in sys.modules if m.startswith('dean_nb')])"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return ast.literal_eval(done.stdout.strip())
+
+
 def test_the_layout_is_the_documented_one():
     assert {_module_name(p.parent) for p in PACKAGE.glob("*/__init__.py")} == {
         "dean_nb.problem",
@@ -120,20 +135,8 @@ def test_configs_and_records_import_no_algorithm():
         if target.startswith(("dean_nb.strategies", "dean_nb.experiment.loop"))
     ]
     assert heavy == []
-    script = (
-        "import sys, dean_nb.experiment.records, dean_nb.experiment.config\n"
-        "print(sorted(m for m in sys.modules if m.startswith('dean_nb.strategies')))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    loaded = _fresh_modules("import dean_nb.experiment.records, dean_nb.experiment.config")
+    assert not [m for m in loaded if m.startswith("dean_nb.strategies")]
 
 
 def test_no_private_name_crosses_a_module_and_no_import_comes_late():
@@ -237,19 +240,5 @@ def test_strategies_are_registered_in_the_package_init():
 
 @pytest.mark.parametrize("layer", ["problem", "learner", "strategies"])
 def test_the_library_layers_import_without_the_lab(layer):
-    script = (
-        f"import sys, dean_nb.{layer}\n"
-        "print(sorted({m.split('.')[1] for m in sys.modules if m.count('.') >= 1 "
-        "and m.startswith('dean_nb.')}))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = set(ast.literal_eval(done.stdout.strip()))
+    loaded = {m.split(".")[1] for m in _fresh_modules(f"import dean_nb.{layer}") if "." in m}
     assert not loaded & {"experiment", "analysis", "plots", "cli"}, loaded

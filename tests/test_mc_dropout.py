@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from dean_nb.learner import mc_dropout
+from dean_nb.learner.masks import keep_mask
 from dean_nb.learner.mc_dropout import (
     inference_modes,
-    keep_mask,
     mc_dropout_probs,
     torch_dropout_probs,
 )
@@ -223,15 +223,48 @@ def test_other_rates_dtypes_and_heads(x_digits):
             assert probs.std(dim=0).mean() > 1e-4
 
 
-def test_mask_mode_and_unsupported_heads_are_refused(digits_model, x_digits):
+def test_mask_mode_is_checked_and_any_model_is_sampled(digits_model, x_digits):
     with pytest.raises(ValueError, match="masks must be one of independent, consistent"):
         mc_dropout_probs(digits_model, x_digits, 2, masks="shared")
     nested = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(64, 8), nn.Dropout(0.5)))
     nested.append(nn.Linear(8, 3))
-    with pytest.raises(ValueError, match="masks='consistent'"):
-        mc_dropout_probs(nested, x_digits, 2, masks="consistent")
     probs = mc_dropout_probs(nested, x_digits, 3, generator=0)  # torch's dropout, independent
     assert probs.shape == (3, 40, 3)
+    alpha = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.AlphaDropout(0.5), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"AlphaDropout .*masks='independent'"):
+        mc_dropout_probs(alpha, x_digits, 2, masks="consistent")
+
+
+class _MapNet(nn.Module):
+    """A reader's CNN: dropout modules nested anywhere, on maps and on a flat layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with seeded_global_rng(11):
+            self.body = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Dropout2d(0.25))
+            self.tail = nn.ModuleDict({"drop": nn.Dropout(0.5), "out": nn.Linear(6 * 36, 4)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail["out"](self.tail["drop"](self.body(x).flatten(1)))
+
+
+def test_consistent_masks_on_any_model_are_one_network_per_pass(x_digits):
+    """On a model the package did not build, consistent masks give copies of an input the
+    same sample in each pass, do not depend on the batch size, vary across passes, and have
+    the law of torch's own train()-mode dropout (means within 5 standard errors)."""
+    model = _MapNet()
+    x = torch.cat([x_digits[:10], x_digits[:10]])
+    a = mc_dropout_probs(model, x, 6, batch_size=7, generator=3, masks="consistent")
+    b = mc_dropout_probs(model, x, 6, batch_size=20, generator=3, masks="consistent")
+    assert torch.allclose(a[:, :10], a[:, 10:], atol=1e-6, rtol=0)
+    assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    assert a.std(dim=0).mean() > 1e-3
+    assert model.training  # the caller's modes are restored
+    t = 1500
+    fast = mc_dropout_probs(model, x_digits[:4], t, generator=1, masks="consistent")
+    naive = torch_dropout_probs(model, x_digits[:4], t, generator=2)
+    se = ((fast.var(0) + naive.var(0)) / t).sqrt()
+    assert ((fast.mean(0) - naive.mean(0)).abs() <= 5 * se + 1e-4).all()
 
 
 def test_torch_dropout_probs_is_the_whole_model_path(digits_model, x_digits):

@@ -192,3 +192,20 @@ def test_bad_training_data_raise(labelled):
         train_model(fresh(), x[:0], y[:0], FAST, device="cpu")
     with pytest.raises(TypeError, match="config"):
         train_model(fresh(), x, y, {"epochs": 1}, device="cpu")
+
+
+def test_a_model_without_first_dense_gets_plain_weight_decay_on_its_weights():
+    """A reader's model: the paper's decay (on first_dense alone) has no layer to go to, so
+    every weight matrix and kernel is decayed, no bias; without decay, nothing is."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Dropout(0.5), nn.Linear(144, 10))
+    groups = make_optimizer(model, 50, TrainConfig(weight_decay=3.5)).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight), id(model[3].weight)}
+    assert all(g["weight_decay"] in (0.0, 3.5 / 50) for g in groups)
+    plain = make_optimizer(model, 50, TrainConfig(weight_decay=0.0)).param_groups
+    assert all(g["weight_decay"] == 0.0 for g in plain)
+    x = torch.randn(40, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(40) % 10
+    train_model(model, x, y, TrainConfig(epochs=2), device="cpu", generator=0)
+    assert evaluate_accuracy(model, x, y) >= 0.0

@@ -294,20 +294,26 @@ def noisy_log_probs(logits: torch.Tensor, channel: nn.Module) -> torch.Tensor:
     return torch.log(noisy.clamp_min(PROB_FLOOR))
 
 
-def attach(model: nn.Module, channel: NoisyChannel | None = None) -> ChannelModel:
+def attach(model: nn.Module, channel: NoisyChannel | int | None = None) -> ChannelModel:
     """Append a noisy channel to ``model`` (Algorithm 2, step 4): returns ``M*``.
 
-    ``channel=None`` makes a fresh :class:`NoisyChannel` with ``model.num_classes`` classes and
-    the default parameterisation. The returned module shares ``model``'s parameters (no copy).
+    ``channel``: a :class:`NoisyChannel`; or ``K``, the number of classes, for a fresh one
+    with the default parameterisation (a model the package did not build has no
+    ``num_classes``); or ``None`` for a fresh one with ``model.num_classes`` classes. The
+    returned module shares ``model``'s parameters (no copy).
     """
-    if channel is None:
-        k = getattr(model, "num_classes", None)
-        if k is None:
-            raise ValueError("model has no num_classes attribute; pass channel explicitly")
-        channel = NoisyChannel(int(k))
-    if not isinstance(channel, NoisyChannel):
-        raise TypeError(f"channel must be a NoisyChannel, got {type(channel).__name__}")
     k = getattr(model, "num_classes", None)
+    if channel is None:
+        if k is None:
+            raise ValueError(
+                f"{type(model).__name__} has no num_classes attribute: pass the number of "
+                "classes, attach(model, K), or a NoisyChannel"
+            )
+        channel = NoisyChannel(int(k))
+    elif isinstance(channel, int) and not isinstance(channel, bool):
+        channel = NoisyChannel(check_int_range("channel (the number of classes K)", channel, 2))
+    if not isinstance(channel, NoisyChannel):
+        raise TypeError(f"channel must be a NoisyChannel or K, got {type(channel).__name__}")
     if k is not None and int(k) != channel.num_classes:
         raise ValueError(
             f"channel.num_classes ({channel.num_classes}) must equal model.num_classes ({k})"

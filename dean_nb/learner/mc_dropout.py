@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
+from dean_nb.learner.masks import consistent_masks, keep_mask
 from dean_nb.learner.models import ChannelDropout
 from dean_nb.runtime import GeneratorLike, derive_seed, make_generator, seeded_global_rng
 from dean_nb.validation import check_inputs, check_int_range
@@ -55,7 +56,6 @@ __all__ = [
     "MAX_HEAD_ELEMENTS_ACCELERATOR",
     "MAX_HEAD_ELEMENTS_CPU",
     "inference_modes",
-    "keep_mask",
     "max_head_elements",
     "mc_dropout_probs",
     "model_device",
@@ -78,10 +78,6 @@ MAX_HEAD_ELEMENTS_ACCELERATOR = 2**25
 #: Dropout layers whose masks :func:`mc_dropout_probs` draws itself (any other kind in a head
 #: sends the model down torch's own dropout, independent masks only).
 _SAMPLED_DROPOUTS = (nn.Dropout, nn.Dropout2d, ChannelDropout)
-
-#: Widths of the random bit fields that can hold a mask entry exactly: a rate p with an
-#: integer ``p * 2**bits`` uses the narrowest (1 bit for 0.5, 2 for 0.25, 8 for 0.1875).
-_BITS_PER_ENTRY = (1, 2, 4, 8)
 
 #: Elements of one masked chunk in the fused dropout + dense product on the CPU (1 MiB of
 #: float32: it stays in cache between the masking and the matrix product). Accelerators mask
@@ -120,53 +116,6 @@ def inference_modes(model: nn.Module, *, dropout: bool) -> Iterator[nn.Module]:
     finally:
         for module, mode in saved:
             module.training = mode
-
-
-def keep_mask(
-    shape: tuple[int, ...],
-    p: float,
-    generator: torch.Generator,
-    *,
-    out: torch.Tensor | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """A float mask of ``shape``: each entry 1 with probability ``1 - p``, else 0, independently.
-
-    Drawn on ``generator``'s device as ``dtype`` (or into ``out``, a float tensor of
-    ``shape``). When ``p * 2**b`` is an integer for a field width ``b`` of 1, 2, 4 or 8 bits,
-    an entry is a uniform ``b``-bit integer ``u`` (``64 / b`` per 64-bit draw), kept when
-    ``u >= p * 2**b``, so the probability is exact; otherwise a float32 uniform is compared
-    with ``p``.
-    """
-    device = generator.device
-    if out is None:
-        out = torch.empty(shape, device=device, dtype=dtype)
-    if p <= 0.0:
-        return out.fill_(1.0)
-    if p >= 1.0:
-        return out.fill_(0.0)
-    for bits in _BITS_PER_ENTRY:
-        threshold = p * (1 << bits)
-        if threshold == int(threshold):
-            values = _random_bit_fields(math.prod(shape), bits, generator)
-            return torch.ge(values.view(shape), int(threshold), out=out)
-    uniform = torch.rand(shape, generator=generator, device=device)
-    return torch.ge(uniform, p, out=out)
-
-
-def _random_bit_fields(n: int, bits: int, generator: torch.Generator) -> torch.Tensor:
-    """``(n,)`` independent uniform integers in ``[0, 2**bits)`` as uint8, ``8 / bits`` per
-    random byte (``bits`` in 1, 2, 4, 8), from 64-bit draws of ``generator``."""
-    per_byte = 8 // bits
-    n_bytes = -(-n // per_byte)
-    words = torch.empty(-(-n_bytes // 8), dtype=torch.int64, device=generator.device)
-    words.random_(-(2**63), None, generator=generator)
-    random_bytes = words.view(torch.uint8)[:n_bytes]
-    if bits == 8:
-        return random_bytes
-    shifts = torch.arange(0, 8, bits, dtype=torch.uint8, device=generator.device)
-    fields = (random_bytes.unsqueeze(-1) >> shifts).bitwise_and_((1 << bits) - 1)
-    return fields.view(-1)[:n]
 
 
 def _split(model: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -401,14 +350,11 @@ def mc_dropout_probs(
     device = model_device(model)
     trunk, head = _split(model)
     layers = _walkable_layers(head)
-    if layers is None and masks == "consistent":
-        raise ValueError(
-            "masks='consistent' needs a head whose dropout layers are top-level nn.Dropout, "
-            "nn.Dropout2d or ChannelDropout layers of an nn.Sequential (an MCDropoutNet's head)"
-        )
     n = x.shape[0]
     if n == 0:
         return torch.empty(n_samples, 0, _num_classes(model, "x"), device=device)
+    if layers is None and masks == "consistent":
+        return _hooked_consistent_probs(model, x, n_samples, batch_size, generator)
     if layers is None:
         return torch_dropout_probs(model, x, n_samples, batch_size, generator)
     seed = derive_seed(make_generator(generator))
@@ -429,6 +375,29 @@ def mc_dropout_probs(
                 out[t0 : t0 + t, start : start + b] = probs
     assert out is not None
     return out
+
+
+def _hooked_consistent_probs(
+    model: nn.Module, x: torch.Tensor, n_samples: int, batch_size: int, generator: GeneratorLike
+) -> torch.Tensor:
+    """Consistent masks on any model: T whole passes per batch under
+    :func:`~dean_nb.learner.masks.consistent_masks` (one mask per pass and dropout module)."""
+    device = model_device(model)
+    seed = derive_seed(make_generator(generator))
+    chunks = []
+    with (
+        torch.no_grad(),
+        inference_modes(model, dropout=False),
+        consistent_masks(model, seed) as pass_index,
+    ):
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[start : start + batch_size].to(device)
+            passes = []
+            for t in range(n_samples):
+                pass_index.value = t
+                passes.append(_probs_from_logits(model(batch)))
+            chunks.append(torch.stack(passes))
+    return torch.cat(chunks, dim=1)
 
 
 def torch_dropout_probs(

@@ -125,19 +125,23 @@ def make_optimizer(
 ) -> torch.optim.Adam:
     """Adam with three parameter groups.
 
-    1. ``model.first_dense.weight``: weight decay ``config.weight_decay / n_train``;
+    1. ``model.first_dense.weight``: weight decay ``config.weight_decay / n_train`` (the
+       authors' code: only the first dense layer is decayed). A model without a
+       ``first_dense`` ``nn.Linear`` (one the package did not build) gets that decay on every
+       weight matrix and kernel (each parameter of two or more dimensions; biases and norms
+       are not decayed): plain L2 weight decay;
     2. every other model parameter: no weight decay;
     3. the channel's parameters (if any, and ``config.channel_optimizer`` is ``"adam"``):
        :func:`channel_learning_rate` and ``config.channel_weight_decay``.
     """
     n_train = check_int_range("n_train", n_train, 1)
     first_dense = getattr(model, "first_dense", None)
-    if not isinstance(first_dense, nn.Linear):
-        if config.weight_decay > 0:
-            raise TypeError("model must have a first_dense nn.Linear to receive weight decay")
-        decayed: list[nn.Parameter] = []
-    else:
+    if isinstance(first_dense, nn.Linear):
         decayed = [first_dense.weight]
+    elif config.weight_decay > 0:
+        decayed = [p for p in model.parameters() if p.ndim >= 2]
+    else:
+        decayed = []
     decayed_ids = {id(p) for p in decayed}
     rest = [p for p in model.parameters() if id(p) not in decayed_ids]
     groups: list[dict] = [

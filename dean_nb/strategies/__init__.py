@@ -13,6 +13,7 @@ style of batchbald_redux and baal. Strategies are looked up by name::
 One module per rule, each holding its algorithm and its registered class:
 
 - :mod:`~dean_nb.strategies.base`: the interface, the registry, pool subsetting.
+- :mod:`~dean_nb.strategies.select`: :func:`select_batch`, a batch from any model and pool.
 - :mod:`~dean_nb.strategies.scoring`: BALD (eq. 2), entropies, variation ratio, sigma.
 - :mod:`~dean_nb.strategies.simple`: ``random``, ``entropy`` (one deterministic pass),
   ``bald`` (top-b BALD of MC-dropout passes).
@@ -47,6 +48,7 @@ from dean_nb.strategies.base import (
 )
 from dean_nb.strategies.batchbald import BatchBALDStrategy
 from dean_nb.strategies.coreset import CoresetStrategy
+from dean_nb.strategies.select import select_batch, select_from_predictions
 from dean_nb.strategies.simple import (
     BALDStrategy,
     EntropyStrategy,
@@ -78,7 +80,9 @@ __all__ = [
     "pool_subset_indices",
     "random_indices",
     "register",
+    "select_batch",
     "select_from_pool",
+    "select_from_predictions",
     "top_k_indices",
 ]
 

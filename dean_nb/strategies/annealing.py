@@ -42,7 +42,7 @@ from dean_nb.strategies.base import (
     check_context,
     compute_device,
     context_generator,
-    mc_probs,
+    pool_mc_probs,
 )
 from dean_nb.strategies.clustering import (
     DistanceRows,
@@ -466,7 +466,7 @@ class DeAnStrategy:
         pool_size, budget = check_context(ctx)
         gen = context_generator(ctx)
         device = compute_device(ctx)
-        probs_T_N_K = mc_probs(ctx, ctx.x_pool, gen).to(device)
+        probs_T_N_K = pool_mc_probs(ctx, gen).to(device)
         scores_N = scoring.bald(probs_T_N_K)
         mean_probs_N_K = probs_T_N_K.mean(dim=0)
         if self.beta is None:

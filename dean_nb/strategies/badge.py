@@ -31,7 +31,6 @@ from typing import ClassVar
 
 import torch
 
-from dean_nb.learner import mc_dropout
 from dean_nb.runtime import GeneratorLike, make_generator
 from dean_nb.strategies.base import (
     AcquisitionContext,
@@ -39,8 +38,9 @@ from dean_nb.strategies.base import (
     check_context,
     compute_device,
     context_generator,
+    pool_probs,
 )
-from dean_nb.strategies.coreset import penultimate_features
+from dean_nb.strategies.coreset import pool_features
 from dean_nb.validation import check_budget, check_int_range, check_ndim, check_probabilities
 
 __all__ = ["gradient_embeddings", "kmeans_pp_indices"]
@@ -178,8 +178,8 @@ class BadgeStrategy:
     def select(self, ctx: AcquisitionContext) -> Selection:
         _, budget = check_context(ctx)
         device = compute_device(ctx)
-        features_N_F = penultimate_features(ctx.model, ctx.x_pool, ctx.batch_size)
-        probs_N_K = mc_dropout.predict_probs(ctx.model, ctx.x_pool, batch_size=ctx.batch_size)
+        features_N_F = pool_features(ctx)
+        probs_N_K = pool_probs(ctx)
         embeddings_N_D = gradient_embeddings(features_N_F.to(device), probs_N_K.to(device))
         indices = kmeans_pp_indices(embeddings_N_D, budget, context_generator(ctx), self.chunk_size)
         scores_N = embeddings_N_D.norm(dim=1).float().cpu()

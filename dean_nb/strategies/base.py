@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from dean_nb.learner import mc_dropout
+from dean_nb.learner.masks import dropout_modules
 from dean_nb.runtime import make_generator
 from dean_nb.validation import check_budget, check_int_range, check_ndim
 
@@ -28,6 +29,8 @@ __all__ = [
     "Strategy",
     "available",
     "get",
+    "pool_mc_probs",
+    "pool_probs",
     "pool_subset_indices",
     "register",
     "select_from_pool",
@@ -54,10 +57,18 @@ class AcquisitionContext:
         n_mc_samples: number ``T`` of MC-dropout passes (paper: 100).
         batch_size: forward-pass batch size (``None``: the scoring module's default).
         sigma: a precomputed model uncertainty in ``[0, 1]``; ``dean`` computes it when ``None``.
+        probs_T_N_K: precomputed MC-dropout samples of the pool (consistent masks for
+            ``batchbald``); strategies use them instead of running ``model``.
+        probs_N_K: precomputed deterministic predictions of the pool (``entropy``, ``badge``).
+        features_N_F, features_labelled_M_F: precomputed penultimate features of the pool and
+            of the labelled set (``coreset``, ``badge``).
+
+    With predictions given, ``model`` and ``x_pool`` may be ``None``
+    (:func:`dean_nb.strategies.select.select_from_predictions`).
     """
 
-    model: nn.Module
-    x_pool: torch.Tensor
+    model: nn.Module | None
+    x_pool: torch.Tensor | None
     budget: int
     generator: torch.Generator | None = None
     device: torch.device | str | None = None
@@ -66,6 +77,10 @@ class AcquisitionContext:
     n_mc_samples: int = 100
     batch_size: int | None = None
     sigma: float | None = None
+    probs_T_N_K: torch.Tensor | None = None
+    probs_N_K: torch.Tensor | None = None
+    features_N_F: torch.Tensor | None = None
+    features_labelled_M_F: torch.Tensor | None = None
 
 
 @dataclass
@@ -148,10 +163,22 @@ def get(name: str, **options: Any) -> Strategy:
 
 
 def check_context(ctx: AcquisitionContext) -> tuple[int, int]:
-    """Validate the fields every strategy uses; returns ``(pool_size, budget)``."""
+    """Validate the fields every strategy uses; returns ``(pool_size, budget)``.
+
+    The pool size is ``x_pool``'s, or, without ``x_pool``, that of the predictions given.
+    """
+    if ctx.x_pool is None:
+        given = [
+            (t.shape[1] if name == "probs_T_N_K" else t.shape[0])
+            for name in ("probs_T_N_K", "probs_N_K", "features_N_F")
+            if isinstance(t := getattr(ctx, name), torch.Tensor) and t.ndim >= 2
+        ]
+        if not given:
+            raise ValueError("x_pool is None and no predictions of the pool were given")
+        return int(given[0]), check_budget(ctx.budget, int(given[0]))
     if not isinstance(ctx.x_pool, torch.Tensor) or ctx.x_pool.ndim < 2:
         shape = tuple(ctx.x_pool.shape) if isinstance(ctx.x_pool, torch.Tensor) else None
-        raise ValueError(f"x_pool must be a tensor of shape (P, C, H, W), got shape {shape}")
+        raise ValueError(f"x_pool must be a tensor of shape (P, ...), got shape {shape}")
     pool_size = int(ctx.x_pool.shape[0])
     budget = check_budget(ctx.budget, pool_size)
     return pool_size, budget
@@ -162,9 +189,11 @@ def context_generator(ctx: AcquisitionContext) -> torch.Generator:
 
 
 def compute_device(ctx: AcquisitionContext) -> torch.device:
-    return (
-        torch.device(ctx.device) if ctx.device is not None else mc_dropout.model_device(ctx.model)
-    )
+    if ctx.device is not None:
+        return torch.device(ctx.device)
+    if ctx.model is None:
+        return torch.device("cpu")
+    return mc_dropout.model_device(ctx.model)
 
 
 def mc_probs(
@@ -174,11 +203,53 @@ def mc_probs(
     masks: str = "independent",
 ) -> torch.Tensor:
     """``(T, N, K)`` MC-dropout probabilities with ``T = ctx.n_mc_samples`` (see
-    :func:`dean_nb.learner.mc_dropout.mc_dropout_probs` for ``masks``)."""
+    :func:`dean_nb.learner.mc_dropout.mc_dropout_probs` for ``masks``).
+
+    Refuses a model that cannot give MC-dropout samples: before any pass when it has no torch
+    dropout module, after them when its passes are identical (dropout written as
+    ``F.dropout(x, training=self.training)`` is off in the evaluation mode MC dropout runs
+    the rest of the model in).
+    """
     n_samples = check_int_range("n_mc_samples", ctx.n_mc_samples, 1)
-    return mc_dropout.mc_dropout_probs(
+    if not dropout_modules(ctx.model):
+        raise ValueError(
+            f"model ({type(ctx.model).__name__}) has no torch dropout module (nn.Dropout, "
+            "nn.Dropout1d/2d/3d, nn.AlphaDropout): MC dropout switches those on, and functional "
+            "F.dropout is not one; add nn.Dropout layers, or use a strategy without MC dropout "
+            "(random, entropy, coreset, badge)"
+        )
+    probs_T_N_K = mc_dropout.mc_dropout_probs(
         ctx.model, x, n_samples, batch_size=ctx.batch_size, generator=generator, masks=masks
     )
+    if (
+        n_samples > 1
+        and probs_T_N_K.numel()
+        and torch.equal(probs_T_N_K.amax(0), probs_T_N_K.amin(0))
+    ):
+        raise ValueError(
+            f"model ({type(ctx.model).__name__}) gave {n_samples} identical MC-dropout passes: "
+            "its dropout does not act when dean_nb switches its dropout modules on (functional "
+            "dropout, F.dropout(x, training=self.training), is off in eval mode); use "
+            "nn.Dropout modules instead"
+        )
+    return probs_T_N_K
+
+
+def pool_mc_probs(
+    ctx: AcquisitionContext, generator: torch.Generator, masks: str = "independent"
+) -> torch.Tensor:
+    """The pool's ``(T, N, K)`` MC-dropout samples: ``ctx.probs_T_N_K`` when given (nothing
+    is drawn), else :func:`mc_probs` of ``ctx.x_pool``."""
+    if ctx.probs_T_N_K is not None:
+        return ctx.probs_T_N_K
+    return mc_probs(ctx, ctx.x_pool, generator, masks)
+
+
+def pool_probs(ctx: AcquisitionContext) -> torch.Tensor:
+    """The pool's deterministic ``(N, K)`` predictions: ``ctx.probs_N_K`` or one eval pass."""
+    if ctx.probs_N_K is not None:
+        return ctx.probs_N_K
+    return mc_dropout.predict_probs(ctx.model, ctx.x_pool, batch_size=ctx.batch_size)
 
 
 def top_k_indices(scores_N: torch.Tensor, budget: int) -> torch.Tensor:

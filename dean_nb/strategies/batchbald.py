@@ -29,7 +29,7 @@ from dean_nb.strategies.base import (
     check_context,
     compute_device,
     context_generator,
-    mc_probs,
+    pool_mc_probs,
     top_k_indices,
 )
 from dean_nb.validation import check_budget, check_int_range, check_ndim
@@ -300,7 +300,7 @@ class BatchBALDStrategy:
         device = compute_device(ctx)
         # Consistent masks: pass t is one sampled network for the whole pool, which the joint
         # entropy of a batch assumes (Kirsch et al. 2019).
-        probs_T_N_K = mc_probs(ctx, ctx.x_pool, gen, masks="consistent").to(device)
+        probs_T_N_K = pool_mc_probs(ctx, gen, masks="consistent").to(device)
         scores_N = scoring.bald(probs_T_N_K).detach().cpu()
         if self.candidates_per_pick is None:
             candidates = torch.arange(pool_size)

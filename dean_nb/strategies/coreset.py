@@ -128,14 +128,16 @@ def k_center_greedy(
 def penultimate_features(
     model: nn.Module, x: torch.Tensor, batch_size: int | None = None
 ) -> torch.Tensor:
-    """``(N, F)`` ``model.features(x)`` in eval mode (dropout off), on the model's device.
+    """``(N, F)`` penultimate features in eval mode (dropout off), on the model's device.
 
-    The model's train/eval mode is restored afterwards.
+    ``model.features(x)`` where the model has it (an
+    :class:`~dean_nb.learner.models.MCDropoutNet`); else the input of the model's last
+    registered ``nn.Linear``, caught by a forward hook (for a reader's model whose classifier
+    ends with a linear layer). The model's train/eval mode is restored afterwards.
     """
-    if not hasattr(model, "features"):
-        raise TypeError(
-            f"coreset and badge need model.features(x); {type(model).__name__} has none"
-        )
+    features = getattr(model, "features", None)
+    if not callable(features):
+        features = _last_linear_input(model)
     device = model_device(model)
     size = int(x.shape[0])
     step = size if batch_size is None else check_int_range("batch_size", batch_size, 1)
@@ -143,12 +145,51 @@ def penultimate_features(
     was_training = model.training
     model.eval()
     try:
-        parts = [model.features(x[i : i + step].to(device)) for i in range(0, size, step)]
+        with torch.no_grad():
+            parts = [features(x[i : i + step].to(device)) for i in range(0, size, step)]
     finally:
         model.train(was_training)
     if not parts:
         return torch.empty(0, 0, device=device)
     return torch.cat(parts).flatten(start_dim=1)
+
+
+def pool_features(ctx: AcquisitionContext) -> torch.Tensor:
+    """The pool's ``(N, F)`` penultimate features: ``ctx.features_N_F`` or the model's."""
+    if ctx.features_N_F is not None:
+        return ctx.features_N_F
+    return penultimate_features(ctx.model, ctx.x_pool, ctx.batch_size)
+
+
+def labelled_features(ctx: AcquisitionContext) -> torch.Tensor | None:
+    """The labelled set's ``(M, F)`` features (given, or the model's), ``None`` without one."""
+    if ctx.features_labelled_M_F is not None:
+        return ctx.features_labelled_M_F
+    if ctx.x_labelled is None or ctx.x_labelled.shape[0] == 0 or ctx.model is None:
+        return None
+    return penultimate_features(ctx.model, ctx.x_labelled, ctx.batch_size)
+
+
+def _last_linear_input(model: nn.Module):
+    """``x -> input of the last nn.Linear of model``, by running the model with a hook."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TypeError(
+            f"coreset and badge need penultimate features: {type(model).__name__} has no "
+            "features(x) method and no nn.Linear whose input could serve; add a "
+            "features(x) method returning (N, F)"
+        )
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        caught: list[torch.Tensor] = []
+        handle = linears[-1].register_forward_hook(lambda m, inp, out: caught.append(inp[0]))
+        try:
+            model(x)
+        finally:
+            handle.remove()
+        return caught[-1]
+
+    return features
 
 
 @dataclass(frozen=True)
@@ -172,12 +213,12 @@ class CoresetStrategy:
     def select(self, ctx: AcquisitionContext) -> Selection:
         _, budget = check_context(ctx)
         device = compute_device(ctx)
-        pool_N_F = penultimate_features(ctx.model, ctx.x_pool, ctx.batch_size)
-        pool_N_F = pool_N_F.to(device=device, dtype=torch.float64)
-        centres_M_F = None
+        pool_N_F = pool_features(ctx).to(device=device, dtype=torch.float64)
+        centres_M_F = labelled_features(ctx)
         scores_N = None
-        if ctx.x_labelled is not None and ctx.x_labelled.shape[0] > 0:
-            centres_M_F = penultimate_features(ctx.model, ctx.x_labelled, ctx.batch_size)
+        if centres_M_F is not None and centres_M_F.shape[0] == 0:
+            centres_M_F = None
+        if centres_M_F is not None:
             centres_M_F = centres_M_F.to(device=device, dtype=torch.float64)
             scores_N = min_squared_distances(pool_N_F, centres_M_F, self.chunk_size)
             scores_N = scores_N.sqrt().float().cpu()

@@ -13,14 +13,14 @@ from typing import ClassVar
 
 import torch
 
-from dean_nb.learner import mc_dropout
 from dean_nb.strategies import scoring
 from dean_nb.strategies.base import (
     AcquisitionContext,
     Selection,
     check_context,
     context_generator,
-    mc_probs,
+    pool_mc_probs,
+    pool_probs,
     top_k_indices,
 )
 from dean_nb.validation import check_budget
@@ -59,7 +59,7 @@ class EntropyStrategy:
 
     def select(self, ctx: AcquisitionContext) -> Selection:
         _, budget = check_context(ctx)
-        probs_N_K = mc_dropout.predict_probs(ctx.model, ctx.x_pool, batch_size=ctx.batch_size)
+        probs_N_K = pool_probs(ctx)
         scores_N = scoring.predictive_entropy(probs_N_K).detach().cpu()
         return Selection(indices=top_k_indices(scores_N, budget), scores=scores_N)
 
@@ -72,6 +72,6 @@ class BALDStrategy:
 
     def select(self, ctx: AcquisitionContext) -> Selection:
         _, budget = check_context(ctx)
-        probs_T_N_K = mc_probs(ctx, ctx.x_pool, context_generator(ctx))
+        probs_T_N_K = pool_mc_probs(ctx, context_generator(ctx))
         scores_N = scoring.bald(probs_T_N_K).detach().cpu()
         return Selection(indices=top_k_indices(scores_N, budget), scores=scores_N)

@@ -40,7 +40,7 @@ from dean_nb.strategies.base import (
     Selection,
     check_context,
     context_generator,
-    mc_probs,
+    pool_mc_probs,
 )
 from dean_nb.validation import check_budget, check_float_range, check_floating, check_ndim
 
@@ -157,7 +157,7 @@ def _sampled_batch(
     :func:`gumbel_top_k` batch of ``log_weights(scores, beta)``, both from ``ctx.generator``."""
     _, budget = check_context(ctx)
     gen = context_generator(ctx)
-    scores_N = score(mc_probs(ctx, ctx.x_pool, gen)).detach().cpu()
+    scores_N = score(pool_mc_probs(ctx, gen)).detach().cpu()
     return Selection(
         indices=gumbel_top_k(log_weights(scores_N, beta), budget, gen), scores=scores_N
     )
