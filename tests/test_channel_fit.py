@@ -64,10 +64,14 @@ def test_a_noise_free_true_channel_has_no_structure_to_find():
     assert fit.tv_distance == pytest.approx(0.2) and fit.tv_identity == 0.0
 
 
-def test_a_symmetric_true_channel_has_no_single_largest_flip():
-    fit = channel_fit(pairflip_channel(K, EPS), symmetric_channel(K, EPS))
-    assert math.isnan(fit.columns_matched)
-    assert fit.flip_share == 1.0  # every off-diagonal entry is a flip of T
+def test_a_symmetric_true_channel_leaves_the_flip_measures_without_information():
+    """Every off-diagonal entry is a flip of the symmetric T: any W would score a flip share
+    of 1 at a chance level of 1, and no column has one largest flip: all three are NaN."""
+    for w in (pairflip_channel(K, EPS), symmetric_channel(K, 0.1), torch.eye(K)):
+        fit = channel_fit(w, symmetric_channel(K, EPS))
+        assert math.isnan(fit.columns_matched)
+        assert math.isnan(fit.flip_share) and math.isnan(fit.flip_share_uniform)
+        assert 0.0 <= fit.tv_distance <= 1.0
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,8 @@ def channel_fit(learned: torch.Tensor, true: torch.Tensor, *, atol: float = 1e-6
     (``ValueError`` naming the argument otherwise). Where ``T`` flips no label (the identity:
     a noise-free run) there is no structure to find: ``flip_share``, ``flip_share_uniform``
     and ``columns_matched`` are NaN, and ``tv_distance`` is how far ``W`` strayed from it.
+    Where ``T`` has off-diagonal mass on every entry (the symmetric channel of eq. 1) every
+    ``W`` scores ``flip_share`` 1 at a chance level of 1: no information, so both are NaN.
     """
     w_K_K = _checked("learned", learned, atol)
     t_K_K = _checked("true", true, atol)
@@ -73,11 +75,14 @@ def channel_fit(learned: torch.Tensor, true: torch.Tensor, *, atol: float = 1e-6
     off_mass = float(w_off.sum())
     nan = float("nan")
     flips = bool(support.any())
+    # where T flips to every other class (the symmetric channel), any W scores flip_share 1:
+    # the measure carries no information there
+    telling = flips and bool(support.sum() < off.sum())
     return ChannelFit(
         tv_distance=_mean_tv(w_K_K, t_K_K),
         tv_identity=_mean_tv(eye, t_K_K),
-        flip_share=float(w_off[support].sum()) / off_mass if flips and off_mass > 0 else nan,
-        flip_share_uniform=float(support.sum()) / float(off.sum()) if flips else nan,
+        flip_share=float(w_off[support].sum()) / off_mass if telling and off_mass > 0 else nan,
+        flip_share_uniform=float(support.sum()) / float(off.sum()) if telling else nan,
         columns_matched=_columns_matched(w_off, t_off) if flips else nan,
     )
 
