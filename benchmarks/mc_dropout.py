@@ -67,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
         mc_dropout.MAX_HEAD_ELEMENTS_CPU = args.max_head_elements
         mc_dropout.MAX_HEAD_ELEMENTS_ACCELERATOR = args.max_head_elements
     device = torch.device(args.device)
-    model = build_model("mnist", 10, 1, 28, seed=0).to(device)
+    model = build_model("mnist", 10, 1, 28, seed=0, conv_dropout=args.conv_dropout).to(device)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.pool_size, 1, 28, 28, generator=gen).to(device)
 
@@ -110,6 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-head-elements", type=int, default=0, help="override mc_dropout.max_head_elements"
     )
+    parser.add_argument(
+        "--conv-dropout",
+        choices=("channel", "element"),
+        default="element",
+        help="how the network drops its conv maps (channel: the authors' Dropout2d)",
+    )
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -127,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
 
     head_block = args.max_head_elements or mc_dropout.max_head_elements(torch.device(args.device))
     print(
-        f"MC dropout, MNIST CNN: pool {args.pool_size} x 1x28x28, T = {args.samples}, "
+        f"MC dropout, MNIST CNN ({args.conv_dropout} conv dropout): pool {args.pool_size} "
+        f"x 1x28x28, T = {args.samples}, "
         f"batch {args.batch_size}, head block <= {head_block} values, device {args.device}"
     )
     results = {}
@@ -138,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
             cmd += ["--device", args.device, "--batch-size", str(args.batch_size)]
             cmd += ["--threads", str(args.threads), "--seed", str(args.seed)]
             cmd += ["--max-head-elements", str(args.max_head_elements)]
+            cmd += ["--conv-dropout", args.conv_dropout]
             done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
             if done.returncode != 0:
                 sys.exit(f"{method} worker failed:\n{done.stderr}")

@@ -16,9 +16,11 @@ from sklearn.metrics import adjusted_rand_score
 from dean_nb.strategies import annealing, clustering
 from dean_nb.strategies.annealing import (
     BETA_KINDS,
+    PAPER_COLD_START_BETA,
     annealed_batch,
     annealed_selection,
     beta_from_uncertainty,
+    beta_scale_for,
     pick_distribution,
     sample_annealed,
 )
@@ -447,3 +449,25 @@ def test_bad_inputs_raise_clear_errors():
         annealed_batch(p, s, 2, 1.0, 3, linkage="ward")
     with pytest.raises(ValueError, match="mean_probs must have shape"):
         annealed_batch(p[0], s, 2, 1.0, 3)
+
+
+@pytest.mark.parametrize("kind", ["exp", "pow4", "log"])
+@pytest.mark.parametrize("sigma_0", [0.02, 0.1, 0.25, 0.6])
+def test_beta_scale_for_puts_the_first_beta_where_asked(kind, sigma_0):
+    for beta_0 in (PAPER_COLD_START_BETA, 1.0, 250.0):
+        scale = beta_scale_for(sigma_0, beta_0, kind)
+        assert beta_from_uncertainty(sigma_0, kind, scale) == pytest.approx(beta_0, rel=1e-12)
+        # and the map still cools as the model grows surer
+        assert beta_from_uncertainty(sigma_0 / 2, kind, scale) > beta_0
+
+
+def test_beta_scale_for_is_the_papers_at_the_papers_sigma_and_checks_its_arguments():
+    assert beta_scale_for(0.25) == pytest.approx(0.25, rel=1e-12)
+    with pytest.raises(ValueError, match="sigma_0"):
+        beta_scale_for(0.0)
+    with pytest.raises(ValueError, match="beta_0"):
+        beta_scale_for(0.2, beta_0=0.0)
+    with pytest.raises(ValueError, match=r"sigma_0 = 1\.0"):
+        beta_scale_for(1.0, kind="log")
+    with pytest.raises(ValueError, match="kind"):
+        beta_scale_for(0.2, kind="cubic")

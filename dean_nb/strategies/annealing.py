@@ -58,10 +58,12 @@ from dean_nb.validation import check_budget, check_float_range, check_int_range,
 __all__ = [
     "BETA_KINDS",
     "CLUSTERS_PER_PICK",
+    "PAPER_COLD_START_BETA",
     "AnnealedSelection",
     "annealed_batch",
     "annealed_selection",
     "beta_from_uncertainty",
+    "beta_scale_for",
     "check_beta_kind",
     "check_beta_scale",
     "default_n_clusters",
@@ -156,6 +158,40 @@ def beta_from_uncertainty(sigma: float, kind: str = "exp", scale: float = 0.25) 
     if exponent >= _MAX_EXP_ARG:
         return math.inf
     return scale * math.expm1(exponent)
+
+
+#: The paper's cold-start inverse temperature on MNIST: ``sigma_0`` about 0.25 with the
+#: ``exp`` map at scale 1/4 gives ``(e^4 - 1) / 4``, about 13.4 (chapter 6).
+PAPER_COLD_START_BETA = 0.25 * math.expm1(4.0)
+
+
+def beta_scale_for(
+    sigma_0: float, beta_0: float = PAPER_COLD_START_BETA, kind: str = "exp"
+) -> float:
+    """The ``beta_scale`` that makes the first model's ``beta = f(sigma_0)`` equal ``beta_0``.
+
+    The paper's scale 1/4 was set on image nets whose cold-start sigma is about 0.25 (the
+    book's digits CNN with channel dropout: median 0.31 over 5 seeds at 4 labels per class).
+    On other data the first model can be far surer: a two-layer dropout MLP at 4 labels per
+    class gave median sigma_0 of 0.026-0.063 (dropout 0.25) and 0.063-0.122 (dropout 0.5) on
+    scikit-learn's breast-cancer, wine and iris tables (``benchmarks/sigma_new_data.py``),
+    where scale 1/4 gives ``beta_0`` from about 900 to 1e16: a sampler that returns the
+    centroids from the first batch on. The rule: measure sigma_0 once, on the first model and
+    a fixed validation set, then take ``beta_scale_for(sigma_0)``, so that DeAn starts at the
+    paper's temperature (``beta_0`` about 13) and cools as sigma falls, through the same map.
+
+    Args:
+        sigma_0: the first model's uncertainty, in (0, 1].
+        beta_0: the inverse temperature wanted at ``sigma_0`` (default: the paper's).
+        kind: the map ``f`` (:data:`BETA_KINDS`); ``"log"`` needs ``sigma_0 < 1``.
+    """
+    check_beta_kind(kind, "kind")
+    sigma_0 = check_float_range("sigma_0", sigma_0, 0.0, 1.0, low_inclusive=False)
+    beta_0 = check_float_range("beta_0", beta_0, 0.0, math.inf, low_inclusive=False)
+    unit = beta_from_uncertainty(sigma_0, kind, 1.0)
+    if not 0.0 < unit < math.inf:
+        raise ValueError(f"sigma_0 = {sigma_0} gives f(sigma_0) = {unit} with kind={kind!r}")
+    return beta_0 / unit
 
 
 # --------------------------------------------------------------------------------------------
