@@ -206,7 +206,7 @@ def _add_grid_flags(run: argparse.ArgumentParser) -> None:
         help=(
             "protocol sizes: quick (digits, CPU, seconds per run), medium (fashion-mnist, "
             "2 CPU cores), paper (mnist, emnist, cifar10, svhn, cifar100; a GPU). "
-            "Default: the one that exists for --dataset"
+            "Default: the one of --dataset (quick for an import path)"
         ),
     )
     run.add_argument(
