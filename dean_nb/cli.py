@@ -36,10 +36,18 @@ from dean_nb.analysis.results import (
     summary_table,
     uncertainty_table,
 )
-from dean_nb.experiment.config import DENOISE_SUFFIX, ExperimentConfig, method_label, parse_override
-from dean_nb.experiment.grid import make_grid, result_path, run_grid
+from dean_nb.experiment.config import (
+    DENOISE_SUFFIX,
+    ExperimentConfig,
+    file_label,
+    method_label,
+    parse_override,
+)
+from dean_nb.experiment.grid import dask_executor, make_grid, result_path, run_grid
+from dean_nb.experiment.loop import check_import_paths
 from dean_nb.experiment.presets import PRESETS, preset_of
 from dean_nb.problem.datasets import DATASETS
+from dean_nb.validation import is_import_path
 
 from .plots import learning_curves, uncertainty_curves
 
@@ -123,6 +131,15 @@ def parse_strategies(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _dataset_name(text: str) -> str:
+    if text in DATASETS or is_import_path(text):
+        return text
+    choices = ", ".join(DATASETS)
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {choices}, or package.module:function)"
+    )
+
+
 def _parse_override(text: str):
     """:func:`dean_nb.experiment.config.parse_override` with argparse's error type."""
     try:
@@ -168,7 +185,20 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
 
 def _add_grid_flags(run: argparse.ArgumentParser) -> None:
     """``run``'s flags that choose the grid: dataset, preset, strategies, noise, seeds."""
-    run.add_argument("--dataset", default="digits", choices=DATASETS, help="dataset to run on")
+    run.add_argument(
+        "--dataset",
+        default="digits",
+        type=_dataset_name,
+        help=f"{', '.join(DATASETS)}, or your own: package.module:function returning a Dataset or "
+        "(x_train, y_train, x_test, y_test) (its folder on PYTHONPATH; preset quick by default)",
+    )
+    run.add_argument(
+        "--model",
+        default=None,
+        metavar="PATH",
+        help="your network: package.module:function, called as function(num_classes, "
+        "input_shape, seed) -> nn.Module. Default: the data set's architecture",
+    )
     run.add_argument(
         "--preset",
         default=None,
@@ -176,7 +206,7 @@ def _add_grid_flags(run: argparse.ArgumentParser) -> None:
         help=(
             "protocol sizes: quick (digits, CPU, seconds per run), medium (fashion-mnist, "
             "2 CPU cores), paper (mnist, emnist, cifar10, svhn, cifar100; a GPU). "
-            "Default: the one that exists for --dataset"
+            "Default: the one of --dataset (quick for an import path)"
         ),
     )
     run.add_argument(
@@ -276,9 +306,7 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=None, help="where to save figures and CSVs (default: RESULTS)"
     )
     report.add_argument(
-        "--fraction",
-        action="store_true",
-        help="print accuracies as fractions instead of percent",
+        "--fraction", action="store_true", help="print accuracies as fractions instead of percent"
     )
     report.add_argument(
         "--early",
@@ -313,23 +341,16 @@ def _add_report_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
-    preset = args.preset
-    if preset is None:
-        preset = preset_of(args.dataset)
-        if preset is None:
-            parser.error(f"no preset exists for --dataset {args.dataset}")
+    preset = args.preset or preset_of(args.dataset)  # every data set has one; quick for a path
     overrides = dict(args.override)
     # the preset's base config is built (and checked) with the grid's first strategy, so that
     # strategy_options are judged by a strategy of the grid, not by the default one
     first = args.strategies[0]
     overrides.setdefault("strategy", first.removesuffix(DENOISE_SUFFIX))
-    for field, value in (("root", args.root), ("device", args.device), ("noise", args.noise)):
-        if value is not None:
-            overrides[field] = value
-    if args.download:
-        overrides["download"] = True
-    if args.quiet:
-        overrides["quiet"] = True
+    for field in ("root", "device", "noise", "model"):
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
+    overrides.update({flag: True for flag in ("download", "quiet") if getattr(args, flag)})
     try:
         base = ExperimentConfig.preset(args.dataset, preset, **overrides)
         return make_grid(
@@ -391,6 +412,10 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     configs = _configs(args, parser)
+    try:
+        check_import_paths(c for c in configs if not result_path(c, args.out).exists())
+    except ValueError as err:
+        return _fail(parser, str(err))
     problem = _writable_folder_problem(args.out, "--out")
     if problem is not None:
         return _fail(parser, problem)
@@ -399,23 +424,12 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         f"{len(configs)} runs ({done} already in {args.out}, {len(configs) - done} to go)",
         flush=True,
     )
-    executor = None
-    cleanup = []
+    executor, cleanup = None, []
     if args.dask_scheduler is not None:
         try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            parser.error(
-                "--dask-scheduler needs the 'distributed' package (pip install distributed)"
-            )
-        if args.dask_scheduler == "local":
-            cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True)
-            client = Client(cluster)
-            cleanup += [client.close, cluster.close]
-        else:
-            client = Client(args.dask_scheduler)
-            cleanup.append(client.close)
-        executor = client.get_executor()
+            executor, cleanup = dask_executor(args.dask_scheduler, args.workers)
+        except ImportError as err:
+            parser.error(str(err))
     try:
         paths = run_grid(
             configs,
@@ -514,8 +528,8 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                     "standard error of the per-seed differences; paper: its MNIST means)"
                 )
                 print(format_claims(claims).to_string(index=False))
-                claims.to_csv(out / f"claims_{dataset}.csv", index=False)
-                claim_files.append(out / f"claims_{dataset}.csv")
+                claim_files.append(out / f"claims_{file_label(dataset)}.csv")
+                claims.to_csv(claim_files[-1], index=False)
     saved = []
     for dataset in sorted(df["dataset"].unique()):
         rows = df[df["dataset"] == dataset]
@@ -524,7 +538,7 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             ("uncertainty", uncertainty_curves),
         ):
             fig = make(rows)
-            path = out / f"{name}_{dataset}.png"
+            path = out / f"{name}_{file_label(dataset)}.png"
             fig.savefig(path, dpi=120)
             saved.append(path)
     saved += [out / "summary.csv", out / "uncertainty.csv", *claim_files]

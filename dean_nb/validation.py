@@ -7,8 +7,10 @@ module's public boundary; internal helpers trust what their public caller checke
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -23,7 +25,13 @@ __all__ = [
     "check_label_range",
     "check_ndim",
     "check_probabilities",
+    "import_callable",
+    "is_import_path",
 ]
+
+
+#: ``package.module:function`` (dotted names on both sides of one colon).
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def _is_bool(value: object) -> bool:
@@ -163,3 +171,39 @@ def check_inputs(name: str, x: torch.Tensor) -> torch.Tensor:
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     return x
+
+
+def is_import_path(value: object) -> bool:
+    """``True`` for a string written ``package.module:function`` (checked by syntax only:
+    nothing is imported)."""
+    return isinstance(value, str) and _IMPORT_PATH.fullmatch(value) is not None
+
+
+def import_callable(name: str, path: str) -> Callable:
+    """The callable that the import path ``package.module:function`` names.
+
+    The module is imported as ``importlib.import_module`` does (from ``sys.path``, i.e. the
+    current folder and ``PYTHONPATH``). Every failure is a ``ValueError`` that names the
+    parameter ``name``, the path and the cause: a path not written ``package.module:function``,
+    a module that does not import (with its error), a missing attribute, or one that is not
+    callable.
+    """
+    if not is_import_path(path):
+        raise ValueError(f"{name} must be an import path 'package.module:function', got {path!r}")
+    module_name, _, attribute = path.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as err:  # ImportError, or whatever the module raises as it loads
+        raise ValueError(
+            f"{name} {path!r}: module {module_name!r} does not import "
+            f"({type(err).__name__}: {err}); put its folder on PYTHONPATH"
+        ) from err
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{name} {path!r}: module {module_name!r} has no {attribute!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(
+            f"{name} {path!r}: {attribute!r} is a {type(obj).__name__}, not a function"
+        )
+    return obj

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dean_nb.analysis.claims import PairedGap, paired_gap
 from dean_nb.experiment.config import DENOISE_SUFFIX, ExperimentConfig
 from dean_nb.experiment.records import RunResult
-from dean_nb.problem.datasets import NUM_CLASSES
 from dean_nb.validation import check_columns
 
 __all__ = [
@@ -54,7 +53,7 @@ def protocol_table(configs: Mapping[str, ExperimentConfig]):
     def sizes(c: ExperimentConfig) -> dict[str, object]:
         return {
             "initial labels per class": c.initial_per_class,
-            "initial labels": NUM_CLASSES[c.dataset] * c.initial_per_class,
+            "initial labels": c.num_classes * c.initial_per_class,
             "validation images": c.validation_size,
             "labels per acquisition b": c.acquisition_size,
             "acquisitions": c.n_steps,

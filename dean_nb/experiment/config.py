@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import torch
 
 from dean_nb.experiment.presets import PRESETS
 from dean_nb.learner.models import CONV_DROPOUTS
-from dean_nb.problem.datasets import DATASETS, NUM_CLASSES
+from dean_nb.problem.datasets import DATASETS, NUM_CLASSES, load_dataset
 from dean_nb.problem.noise import (
     DEFAULT_NOISE,
     flip_rate,
@@ -39,13 +40,14 @@ from dean_nb.problem.noise import (
     noise_label,
     resolve_noise,
 )
-from dean_nb.validation import check_float_range, check_int_range
+from dean_nb.validation import check_float_range, check_int_range, is_import_path
 
 __all__ = [
     "DENOISE_SUFFIX",
     "LEGACY_CONV_DROPOUT",
     "LOCATION_FIELDS",
     "ExperimentConfig",
+    "file_label",
     "method_label",
     "parse_override",
     "run_key",
@@ -75,7 +77,16 @@ class ExperimentConfig:
     :meth:`preset` gives the paper's protocol for each dataset.
 
     Attributes:
-        dataset: one of :data:`dean_nb.problem.datasets.DATASETS`.
+        dataset: one of :data:`dean_nb.problem.datasets.DATASETS`, or the import path
+            ``package.module:function`` of a function returning one's own data
+            (:func:`dean_nb.problem.datasets.dataset_from_path`). Only its syntax is checked
+            here (a record of a data set this process cannot import still reads); a run
+            imports it before it starts. Its presets are those of the preset's first data set.
+        model: ``None``, the data set's own network (for an import-path data set:
+            :func:`dean_nb.learner.models.default_model`), or the import path of a factory
+            ``(num_classes, input_shape, seed) -> nn.Module``
+            (:func:`dean_nb.learner.models.model_from_path`). Left out of the dict when
+            ``None``, so the records made before the field keep their keys.
         root: data folder for the torchvision datasets (``None``: :func:`dean_nb.problem.datasets.resolve_root`).
         download: let torchvision fetch missing files into ``root``.
         strategy: a name of :func:`dean_nb.strategies.available`.
@@ -136,6 +147,7 @@ class ExperimentConfig:
     noise: str | list[list[float]] = DEFAULT_NOISE
     denoise: bool = False
     conv_dropout: str = "element"
+    model: str | None = None
     initial_per_class: int = 2
     validation_size: int = 100
     acquisition_size: int = 20
@@ -162,8 +174,16 @@ class ExperimentConfig:
         equal configurations have equal run keys: floats as ``float`` (``-0.0`` as ``0.0``),
         NumPy integers and booleans as Python ones, a ``root`` path as ``str``.
         """
-        if not isinstance(self.dataset, str) or self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        if not (self.dataset in DATASETS or is_import_path(self.dataset)):
+            raise ValueError(
+                f"dataset must be one of {', '.join(DATASETS)}, or an import path "
+                f"'package.module:function' of one's own data; got {self.dataset!r}"
+            )
+        if self.model is not None and not is_import_path(self.model):
+            raise ValueError(
+                "model must be None or an import path 'package.module:function' of a factory "
+                f"(num_classes, input_shape, seed) -> nn.Module; got {self.model!r}"
+            )
         _check_strategy_name(self.strategy)
         for name in ("download", "denoise", "quiet"):
             value = getattr(self, name)
@@ -228,7 +248,7 @@ class ExperimentConfig:
     def _check_noise(self) -> None:
         """Resolve ``noise`` (a file is read into its matrix) and check ``epsilon`` against it:
         in [0, 1) for a named channel; for a matrix 0 or its flip rate, which it becomes."""
-        noise = resolve_noise(self.noise, NUM_CLASSES[self.dataset])
+        noise = resolve_noise(self.noise, self._noise_classes())
         object.__setattr__(self, "noise", noise)
         if isinstance(noise, str):
             check_float_range("epsilon", self.epsilon, 0.0, 1.0, high_inclusive=False)
@@ -241,6 +261,21 @@ class ExperimentConfig:
                 f"its flip rate 1 - trace(T) / K, taken from the matrix; got {given}"
             )
         object.__setattr__(self, "epsilon", rate)
+
+    def _noise_classes(self) -> int:
+        """K for the noise check: a built-in's; for an import path (not imported here) the
+        size of a matrix channel, checked against the data when a run starts
+        (:func:`dean_nb.experiment.loop.check_import_paths`); a named channel needs none."""
+        if self.dataset in NUM_CLASSES:
+            return NUM_CLASSES[self.dataset]
+        noise = os.fspath(self.noise) if isinstance(self.noise, os.PathLike) else self.noise
+        if isinstance(noise, str) and noise.lower().endswith(".json"):
+            try:
+                with open(noise, encoding="utf-8") as handle:
+                    noise = json.load(handle)
+            except (OSError, ValueError):
+                return 0  # resolve_noise names the file and the problem
+        return len(noise) if isinstance(noise, list | tuple | np.ndarray | torch.Tensor) else 0
 
     def _check_int(
         self, name: str, low: int, high: int | None = None, *, optional: bool = False
@@ -295,9 +330,16 @@ class ExperimentConfig:
         """
         return {k: v for k, v in self.to_dict().items() if k not in LOCATION_FIELDS}
 
+    @property
+    def num_classes(self) -> int:
+        """K: a built-in data set's; an import-path data set is loaded (once per process)."""
+        if self.dataset in NUM_CLASSES:
+            return NUM_CLASSES[self.dataset]
+        return load_dataset(self.dataset).num_classes
+
     def oracle_channel(self) -> torch.Tensor:
         """The oracle's channel ``T`` of this run, float64 ``(K, K)``, ``T[i, j] = p(y'=i | y=j)``."""
-        return noise_channel(self.noise, NUM_CLASSES[self.dataset], self.epsilon)
+        return noise_channel(self.noise, self.num_classes, self.epsilon)
 
     @property
     def method(self) -> str:
@@ -311,11 +353,14 @@ class ExperimentConfig:
     # -- JSON -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict of every field, but two that records written before them lack:
-        ``noise`` when it is the default ``"symmetric"``, and ``conv_dropout`` when it is
-        ``"element"`` (every network before the field existed). Those records read back
-        unchanged, with the same run keys (:meth:`from_dict` fills both in)."""
+        """A JSON-safe dict of every field, but three that records written before them lack:
+        ``noise`` when it is the default ``"symmetric"``, ``conv_dropout`` when it is
+        ``"element"`` (every network before the field existed) and ``model`` when it is
+        ``None``. Those records read back unchanged, with the same run keys (:meth:`from_dict`
+        fills them in)."""
         fields = dataclasses.asdict(self)
+        if fields["model"] is None:
+            del fields["model"]
         if fields["noise"] == DEFAULT_NOISE:
             del fields["noise"]
         if fields["conv_dropout"] == LEGACY_CONV_DROPOUT:
@@ -342,11 +387,15 @@ class ExperimentConfig:
 
         ``quick`` exists for ``digits`` (CPU, seconds per run), ``medium`` for
         ``fashion-mnist``, ``paper`` for ``mnist``, ``emnist``, ``cifar10``,
-        ``svhn`` and ``cifar100`` (the paper's protocol; a GPU). See :data:`PRESETS`.
+        ``svhn`` and ``cifar100`` (the paper's protocol; a GPU). See :data:`PRESETS`. An
+        import-path data set takes any preset's sizes (those of its first data set: ``quick``
+        gives ``digits``'), every one overridable.
         """
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}; got {preset!r}")
         table = PRESETS[preset]
+        if is_import_path(dataset):
+            table = {dataset: next(iter(table.values()))}
         if dataset not in table:
             pairs = "; ".join(f"{p}: {', '.join(t)}" for p, t in PRESETS.items())
             raise ValueError(
@@ -379,10 +428,17 @@ def method_label(strategy: str, denoise: bool) -> str:
     return f"{strategy}{DENOISE_SUFFIX}" if denoise else strategy
 
 
+def file_label(dataset: str) -> str:
+    """A data set's name as file names carry it: a built-in's unchanged, an import path's
+    ``:`` (and any other character a file name should not hold) as ``-``."""
+    return re.sub(r"[^A-Za-z0-9.+-]", "-", dataset)
+
+
 def run_key(config: ExperimentConfig) -> str:
     """A stable file stem for a run: readable fields plus a short hash of the full config.
 
-    ``digits_dean+denoise_eps0.3_seed2_1a2b3c4d``; a channel other than the symmetric one is
+    ``digits_dean+denoise_eps0.3_seed2_1a2b3c4d`` (an import-path data set
+    ``mypkg.data:load`` as ``mypkg.data-load``); a channel other than the symmetric one is
     named before the noise level (``digits_dean_pairflip-eps0.3_seed2_...``,
     ``digits_dean_matrix-5e6f7a8b-eps0.12_seed2_...``). The hash covers every field that
     changes what is computed (:meth:`ExperimentConfig.computed_fields`: not ``root``,
@@ -392,10 +448,8 @@ def run_key(config: ExperimentConfig) -> str:
     payload = config.computed_fields()
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     channel = "" if config.noise == DEFAULT_NOISE else f"{noise_label(config.noise)}-"
-    return (
-        f"{config.dataset}_{config.method}_{channel}eps{config.epsilon:g}_seed{config.seed}_"
-        f"{digest}"
-    )
+    dataset = file_label(config.dataset)
+    return f"{dataset}_{config.method}_{channel}eps{config.epsilon:g}_seed{config.seed}_{digest}"
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -70,13 +70,14 @@ from dean_nb.experiment.locks import (
     RunLocks,
     remove_stale_leftovers,
 )
-from dean_nb.experiment.loop import run_active_learning
+from dean_nb.experiment.loop import check_import_paths, run_active_learning
 from dean_nb.experiment.records import RunResult, StepRecord, atomic_write_json, load_run
 from dean_nb.validation import check_float_range
 
 __all__ = [
     "GridPaths",
     "checkpoint_path",
+    "dask_executor",
     "default_executor",
     "load_grid",
     "make_grid",
@@ -214,6 +215,28 @@ def default_executor(max_workers: int | None = None) -> cf.Executor:
     return pool
 
 
+def dask_executor(scheduler: str, workers: int) -> tuple[cf.Executor, list[Callable[[], None]]]:
+    """``(executor, closers)`` of a Dask cluster: ``scheduler`` is an address
+    (``tcp://host:8786``) or ``"local"``, a ``LocalCluster`` of ``workers`` one-thread
+    processes. Call the closers, in order, when the grid is done.
+
+    Raises:
+        ImportError: the ``distributed`` package is missing (the message says how to install it).
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError(
+            "--dask-scheduler needs the 'distributed' package (pip install distributed)"
+        ) from None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+        client = Client(cluster)
+        return client.get_executor(), [client.close, cluster.close]
+    client = Client(scheduler)
+    return client.get_executor(), [client.close]
+
+
 @contextlib.contextmanager
 def _sigint_held_back() -> Iterator[None]:
     """Block SIGINT (ignore it where blocking is not available) for the block's duration.
@@ -313,6 +336,9 @@ def run_grid(
         processes).
 
     Raises:
+        ValueError: before any run, a ``dataset`` or ``model`` import path of a pending run
+            that does not import or whose function returns something else
+            (:func:`dean_nb.experiment.loop.check_import_paths`).
         RuntimeError: after every other run has finished and been written, if some runs
             failed; the message names them and their errors.
     """
@@ -326,6 +352,7 @@ def run_grid(
     outcome.found = [p for p in unique if p.exists()]
     if not pending:
         return outcome
+    check_import_paths(c for _, c in pending)  # a bad data set or model: before any run
     work = _GridRun(unique, pending, outcome, command, progress, stale_after)
     try:
         if executor is None and (max_workers == 1 or len(pending) == 1):

@@ -47,7 +47,7 @@ import functools
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,14 +61,16 @@ from dean_nb.experiment.config import ExperimentConfig
 from dean_nb.experiment.records import RunResult, StepRecord, provenance
 from dean_nb.learner import training
 from dean_nb.learner.denoise import NoisyChannel
-from dean_nb.learner.models import arch_for_dataset, build_model
+from dean_nb.learner.models import arch_for_dataset, build_model, default_model, model_from_path
 from dean_nb.problem.datasets import Dataset, load_dataset
 from dean_nb.problem.oracle import NoisyOracle
 from dean_nb.problem.split import Split, make_split
 from dean_nb.runtime import make_generator, purpose_seed, resolve_device, torch_threads
 from dean_nb.strategies import scoring
+from dean_nb.validation import is_import_path
 
 __all__ = [
+    "check_import_paths",
     "oracle_answers",
     "run_active_learning",
     "train_step_model",
@@ -78,6 +80,75 @@ __all__ = [
 @functools.lru_cache(maxsize=4)
 def _cached_dataset(name: str, root: str | None, download: bool):
     return load_dataset(name, root=root, download=download)
+
+
+def check_import_paths(configs: Iterable[ExperimentConfig]) -> None:
+    """Refuse, before any run, a data set or model named by an import path that does not work.
+
+    For every configuration whose ``dataset`` is an import path or that names a ``model``: the
+    data set is loaded (cached: the runs of this process reuse it), a matrix ``noise`` must be
+    K x K, and the network of a step is built once and run on two training items, which must
+    give logits ``(2, K)``. Configurations of a built-in data set and network cost nothing.
+
+    Raises:
+        ValueError: naming ``dataset``, ``model`` or ``noise``, the path and the cause (a
+            module that does not import, no such function, a function that raises or returns
+            something else, logits of the wrong shape).
+    """
+    built: set[tuple] = set()
+    for config in configs:
+        own_data = is_import_path(config.dataset)
+        if not own_data and config.model is None:
+            continue
+        data = _cached_dataset(config.dataset, config.root, config.download)
+        k = data.num_classes
+        if own_data and not isinstance(config.noise, str) and len(config.noise) != k:
+            n = len(config.noise)
+            raise ValueError(
+                f"noise is a {n} x {n} matrix, but dataset {config.dataset!r} has {k} classes"
+            )
+        key = (config.dataset, config.model, config.conv_dropout)
+        if key not in built:
+            built.add(key)
+            _check_network(config, data)
+
+
+def _check_network(config: ExperimentConfig, data: Dataset) -> None:
+    """Build a step's network for ``data`` and check that two items give ``(2, K)`` logits."""
+    field = "model" if config.model is not None else "dataset"
+    path = config.model if config.model is not None else config.dataset
+    try:
+        model = _step_network(config, data.num_classes, data.input_shape, seed=0).eval()
+        with torch.no_grad():
+            logits = model(data.x_train[:2])
+    except ValueError as err:
+        message = str(err) if str(err).startswith(field) else f"{field} {path!r}: {err}"
+        raise ValueError(message) from err
+    except Exception as err:
+        raise ValueError(
+            f"{field} {path!r}: its network fails on two training items of shape "
+            f"{tuple(data.x_train[:2].shape)}: {type(err).__name__}: {err}"
+        ) from err
+    expected = (min(2, data.x_train.shape[0]), data.num_classes)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"{field} {path!r}: the network must give logits {expected}, got {got}")
+
+
+def _step_network(
+    config: ExperimentConfig, num_classes: int, input_shape: tuple[int, ...], seed: int
+) -> torch.nn.Module:
+    """A fresh network: ``config.model``'s factory, else the built-in data set's architecture,
+    else (one's own data) :func:`dean_nb.learner.models.default_model`."""
+    if config.model is not None:
+        return model_from_path(config.model, num_classes, input_shape, seed)
+    if not is_import_path(config.dataset):
+        c, h, w = input_shape
+        arch = arch_for_dataset(config.dataset)
+        return build_model(
+            arch, num_classes, c, (h, w), seed=seed, conv_dropout=config.conv_dropout
+        )
+    return default_model(num_classes, input_shape, seed, config.conv_dropout)
 
 
 def oracle_answers(config: ExperimentConfig) -> torch.Tensor:
@@ -131,6 +202,7 @@ def run_active_learning(
     """
     if not isinstance(config, ExperimentConfig):
         raise TypeError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    check_import_paths([config])
     show = (not config.quiet) if progress is None else bool(progress)
     path = None if checkpoint is None else Path(checkpoint)
     with torch_threads(config.num_threads):
@@ -152,9 +224,9 @@ def train_step_model(
     set, not on the strategy that chose it.
 
     Args:
-        config: the run's configuration (architecture, epochs, lr, weight decay, batch size,
-            ``denoise``).
-        x: labelled images ``(L, C, H, W)`` on ``device``.
+        config: the run's configuration (the network: ``model``, else the data set's;
+            epochs, lr, weight decay, batch size, ``denoise``).
+        x: labelled items ``(L, ...)`` (images ``(L, C, H, W)``) on ``device``.
         y: their (possibly noisy) labels ``(L,)`` on ``device``.
         num_classes: K.
         step: 0 for the model on the initial labels, then 1, 2, ...
@@ -171,16 +243,10 @@ def train_step_model(
     }
     if config.batch_size is not None:
         train_kwargs["batch_size"] = config.batch_size
-    c, h, w = x.shape[1:]
     seed = config.seed
-    model = build_model(
-        arch_for_dataset(config.dataset),
-        num_classes,
-        c,
-        (h, w),
-        seed=purpose_seed(seed, f"model:{step}"),
-        conv_dropout=config.conv_dropout,
-    ).to(device)
+    shape = tuple(int(n) for n in x.shape[1:])
+    model = _step_network(config, num_classes, shape, purpose_seed(seed, f"model:{step}"))
+    model = model.to(device)
     channel = None
     if config.denoise:
         channel = NoisyChannel(num_classes).to(device)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dean_nb.validation import is_import_path
+
 __all__ = [
     "PRESETS",
     "preset_of",
@@ -130,5 +132,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def preset_of(dataset: str) -> str | None:
-    """The name of the preset that exists for ``dataset`` (each dataset has one), or ``None``."""
+    """The name of the preset that exists for ``dataset`` (each dataset has one), or ``None``;
+    ``quick`` for an import path ``package.module:function`` (one's own data)."""
+    if is_import_path(dataset):
+        return "quick"
     return next((p for p, table in PRESETS.items() if dataset in table), None)

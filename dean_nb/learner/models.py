@@ -54,7 +54,7 @@ from torch.nn import functional as F
 from torch.nn.modules.dropout import _DropoutNd
 
 from dean_nb.runtime import derive_seed, make_generator, seeded_global_rng
-from dean_nb.validation import check_int_range
+from dean_nb.validation import check_int_range, import_callable
 
 __all__ = [
     "ARCHS",
@@ -64,6 +64,8 @@ __all__ = [
     "arch_for_dataset",
     "build_mlp",
     "build_model",
+    "default_model",
+    "model_from_path",
     "multiply_adds",
 ]
 
@@ -439,6 +441,59 @@ def build_mlp(in_features: int, num_classes: int, width: int = 128, seed: int = 
             nn.Dropout(0.1), first_dense, nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, num_classes)
         )
         return MCDropoutNet(trunk, head, first_dense, num_classes, "mlp")
+
+
+def model_from_path(
+    path: str, num_classes: int, input_shape: Sequence[int], seed: int
+) -> nn.Module:
+    """The model that the factory at the import path ``package.module:function`` builds.
+
+    The factory is called as ``factory(num_classes, input_shape, seed)`` (``input_shape``:
+    the shape of one item, a tuple such as ``(C, H, W)`` or ``(D,)``) with torch's global RNG
+    seeded by ``seed`` (the caller's state is restored), so a factory that ignores ``seed``
+    is still reproducible. It must return an ``nn.Module`` that maps a batch ``(N,
+    *input_shape)`` to logits ``(N, K)``.
+
+    Raises:
+        ValueError: naming ``model``, the path and the cause: not an import path, a module
+            that does not import, no such function, a call that raises, or no ``nn.Module``.
+    """
+    factory = import_callable("model", path)
+    shape = tuple(int(n) for n in input_shape)
+    with seeded_global_rng(int(seed), device="cpu"):
+        try:
+            model = factory(int(num_classes), shape, int(seed))
+        except Exception as err:
+            raise ValueError(
+                f"model {path!r}: factory(num_classes={num_classes}, input_shape={shape}, "
+                f"seed=...) raised {type(err).__name__}: {err}"
+            ) from err
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model {path!r} must return an nn.Module (factory(num_classes, input_shape, "
+            f"seed)); it returned a {type(model).__name__}"
+        )
+    return model
+
+
+def default_model(
+    num_classes: int, input_shape: Sequence[int], seed: int, conv_dropout: str = "element"
+) -> MCDropoutNet:
+    """The network for a data set of one's own when no model is named: :func:`build_mlp` for
+    feature vectors ``(D,)``, the ``digits`` CNN (:func:`build_model`) for images ``(C, H, W)``.
+
+    Raises:
+        ValueError: items of another rank (name a model for them).
+    """
+    shape = tuple(int(n) for n in input_shape)
+    if len(shape) == 1:
+        return build_mlp(shape[0], num_classes, seed=seed)
+    if len(shape) == 3:
+        return build_model("digits", num_classes, shape[0], shape[1:], seed, conv_dropout)
+    raise ValueError(
+        f"no built-in model for items of shape {shape} (only (D,) and (C, H, W)): name a "
+        "model, 'package.module:function' with function(num_classes, input_shape, seed)"
+    )
 
 
 def multiply_adds(module: nn.Module, x: torch.Tensor) -> int:

@@ -15,6 +15,12 @@ then standardised per channel, ``x = (pixel - mean_c) / std_c``:
   are the mean/std over every pixel of the official training set (the values the literature
   and torchvision examples use; EMNIST-balanced's are the commonly used approximate ones).
 
+Your own data. ``load_dataset("package.module:function")`` imports the module and calls the
+function (no arguments): it returns a :class:`Dataset`, or a tuple ``(x_train, y_train, x_test,
+y_test)`` of torch tensors or NumPy arrays with any per-item shape (feature vectors ``(N, D)``,
+images ``(N, C, H, W)``), taken as they are (no normalisation), as float32 inputs and int64
+labels with ``K = max label + 1`` classes (:func:`dataset_from_path`, cached per process).
+
 Files. The torchvision datasets are read by torchvision's own dataset classes from a ``root``
 folder in torchvision's layout (``root/MNIST/raw/...``, ``root/FashionMNIST/raw/...``,
 ``root/EMNIST/raw/...``, ``root/cifar-10-batches-py/``, ``root/cifar-100-python/``,
@@ -28,6 +34,7 @@ torchvision layout and still read by torchvision's IDX reader.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
@@ -39,7 +46,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dean_nb.validation import check_int_range, check_label_range, check_ndim
+from dean_nb.validation import (
+    check_int_range,
+    check_label_range,
+    check_ndim,
+    import_callable,
+    is_import_path,
+)
 
 __all__ = [
     "DATASETS",
@@ -49,6 +62,8 @@ __all__ = [
     "NUM_CLASSES",
     "ROOT_ENV_VAR",
     "Dataset",
+    "as_dataset",
+    "dataset_from_path",
     "default_root",
     "fixed_stratified_split",
     "load_dataset",
@@ -114,11 +129,12 @@ _HASH_MODULUS = 2**32
 
 @dataclass(frozen=True)
 class Dataset:
-    """A labelled image dataset as tensors on the CPU.
+    """A labelled dataset as tensors on the CPU.
 
     Attributes:
-        name: one of :data:`DATASETS`.
-        x_train: ``(N, C, H, W)`` float32, normalised (see the module docstring).
+        name: one of :data:`DATASETS`, or the import path it was loaded from.
+        x_train: ``(N, C, H, W)`` float32, normalised (see the module docstring); a data set of
+            one's own may have any per-item shape, ``(N, ...)``.
         y_train: ``(N,)`` int64 labels in ``[0, num_classes)``.
         x_test: ``(M, C, H, W)`` float32, normalised with the training statistics.
         y_test: ``(M,)`` int64.
@@ -135,7 +151,13 @@ class Dataset:
     def __post_init__(self) -> None:
         check_int_range("num_classes", self.num_classes, 1)
         for split in ("train", "test"):
-            x = check_ndim(f"x_{split}", getattr(self, f"x_{split}"), 4, "(N, C, H, W)")
+            x = getattr(self, f"x_{split}")
+            if not isinstance(x, torch.Tensor) or x.ndim < 2:
+                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
+                raise ValueError(
+                    f"x_{split} must be a tensor (N, ...) of one item per row, such as images "
+                    f"(N, C, H, W) or features (N, D); got shape {shape}"
+                )
             y = check_ndim(f"y_{split}", getattr(self, f"y_{split}"), 1, "(N,)")
             if x.dtype != torch.float32:
                 raise TypeError(f"x_{split} must be float32, got {x.dtype}")
@@ -154,14 +176,22 @@ class Dataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image."""
+        """``(C, H, W)`` of one image (a ``ValueError`` for items of another rank)."""
+        if self.x_train.ndim != 4:
+            raise ValueError(f"{self.name} holds items of shape {self.input_shape}, not images")
         c, h, w = self.x_train.shape[1:]
         return int(c), int(h), int(w)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one item: ``(C, H, W)`` for images, ``(D,)`` for feature vectors."""
+        return tuple(int(n) for n in self.x_train.shape[1:])
+
     def __repr__(self) -> str:
+        shape = "image_shape" if self.x_train.ndim == 4 else "input_shape"
         return (
             f"Dataset(name={self.name!r}, train={self.x_train.shape[0]}, "
-            f"test={self.x_test.shape[0]}, image_shape={self.image_shape}, "
+            f"test={self.x_test.shape[0]}, {shape}={self.input_shape}, "
             f"num_classes={self.num_classes})"
         )
 
@@ -454,9 +484,11 @@ def load_dataset(
         name: ``digits``, ``mnist``, ``fashion-mnist``, ``emnist`` (balanced split, 47
             classes), ``svhn`` (train and test; the ``extra`` set is not used), ``cifar10`` or
             ``cifar100`` (fine labels).
+            Or an import path ``package.module:function`` of one's own data
+            (:func:`dataset_from_path`).
         root: data folder in torchvision's layout (see the module docstring); IDX datasets may
             also sit flat in it, raw or gzipped. ``None``: :func:`resolve_root`. Ignored for
-            ``digits``, which ships with scikit-learn.
+            ``digits``, which ships with scikit-learn, and for an import path.
         download: let torchvision fetch missing files into ``root``.
 
     Returns:
@@ -464,11 +496,14 @@ def load_dataset(
         stratified split (:func:`fixed_stratified_split`), the same for every seed.
 
     Raises:
-        ValueError: unknown ``name``.
+        ValueError: unknown ``name``, or an import path that does not import or whose function
+            returns something else (the message names the path and the cause).
         FileNotFoundError: the files are missing and ``download`` is false; the message names
             the folder(s) searched.
         RuntimeError: the files exist but fail torchvision's md5 integrity check.
     """
+    if is_import_path(name):
+        return dataset_from_path(name)
     key = _canonical_name(name)
     if key == "digits":
         return _load_digits()
@@ -478,3 +513,86 @@ def load_dataset(
     if key in ("cifar10", "cifar100"):
         return _load_cifar(key, folder, download)
     return _load_svhn(folder, download)
+
+
+@functools.lru_cache(maxsize=8)
+def dataset_from_path(path: str, parameter: str = "dataset") -> Dataset:
+    """The data set that the function at the import path ``package.module:function`` returns.
+
+    The function takes no arguments and returns a :class:`Dataset` or a tuple ``(x_train,
+    y_train, x_test, y_test)`` (:func:`as_dataset`). Cached per process and path: a run, its
+    steps and its oracle read one copy.
+
+    Raises:
+        ValueError: naming ``parameter``, the path and the cause: not an import path, a module
+            that does not import, a missing function, one that raises, or one that returns
+            something else.
+    """
+    function = import_callable(parameter, path)
+    try:
+        value = function()
+    except Exception as err:
+        raise ValueError(
+            f"{parameter} {path!r}: calling it raised {type(err).__name__}: {err}"
+        ) from err
+    return as_dataset(value, path, parameter)
+
+
+def as_dataset(value: object, name: str, parameter: str = "dataset") -> Dataset:
+    """``value`` as a :class:`Dataset` named ``name``: a :class:`Dataset` as it is, or a tuple
+    ``(x_train, y_train, x_test, y_test)`` of tensors or arrays, converted to float32 inputs
+    ``(N, ...)`` and int64 labels ``(N,)`` with ``K = max label + 1`` (labels must be whole
+    numbers >= 0, and ``K >= 2``). Errors are ``ValueError`` naming ``parameter`` and ``name``."""
+    if isinstance(value, Dataset):
+        return value
+    where = f"{parameter} {name!r}"
+    if not isinstance(value, tuple | list) or len(value) != 4:
+        raise ValueError(
+            f"{where} must return a Dataset or a tuple (x_train, y_train, x_test, y_test); "
+            f"it returned {_describe(value)}"
+        )
+    names = ("x_train", "y_train", "x_test", "y_test")
+    x_train, y_train, x_test, y_test = (
+        _as_tensor(f"{where}: {n}", v) for n, v in zip(names, value, strict=True)
+    )
+    ys = [_whole_labels(f"{where}: {n}", y) for n, y in (("y_train", y_train), ("y_test", y_test))]
+    both = torch.cat(ys)
+    if both.numel() == 0 or int(both.min()) < 0 or int(both.max()) < 1:
+        raise ValueError(f"{where}: labels must be class numbers 0, 1, ..., K - 1 with K >= 2")
+    try:
+        return Dataset(
+            name=name,
+            x_train=x_train.to(torch.float32).contiguous(),
+            y_train=ys[0],
+            x_test=x_test.to(torch.float32).contiguous(),
+            y_test=ys[1],
+            num_classes=int(both.max()) + 1,
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _describe(value: object) -> str:
+    size = f" of {len(value)} items" if isinstance(value, tuple | list) else ""
+    return f"a {type(value).__name__}{size}"
+
+
+def _as_tensor(where: str, value: object) -> torch.Tensor:
+    """A CPU tensor of a tensor or a numeric array (a ``ValueError`` naming ``where`` otherwise)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    array = np.asarray(value) if isinstance(value, np.ndarray | list | tuple) else None
+    if array is None or array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{where} must be a tensor or a numeric NumPy array, got {_describe(value)}"
+        )
+    return torch.as_tensor(array)
+
+
+def _whole_labels(where: str, y: torch.Tensor) -> torch.Tensor:
+    """``y`` as int64 ``(N,)``; float labels must be whole numbers."""
+    if y.ndim != 1:
+        raise ValueError(f"{where} must hold one label per item, shape (N,); got {tuple(y.shape)}")
+    if y.dtype == torch.bool or (y.is_floating_point() and not bool(torch.all(y == y.round()))):
+        raise ValueError(f"{where} must hold whole class numbers, got {y.dtype} labels")
+    return y.to(torch.int64)
