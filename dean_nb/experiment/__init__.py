@@ -4,6 +4,8 @@
   built), run keys; :mod:`~dean_nb.experiment.presets`: the named protocols.
 - :mod:`~dean_nb.experiment.loop`: Algorithms 1 and 2 (:func:`run_active_learning`), with
   :mod:`~dean_nb.experiment.checkpoint` (resume a killed run).
+- :mod:`~dean_nb.experiment.labellers`: who labels the acquired batches (the simulated
+  oracle, a script, a person in a notebook).
 - :mod:`~dean_nb.experiment.records`: run records and their provenance.
 - :mod:`~dean_nb.experiment.grid`: resumable grids; :mod:`~dean_nb.experiment.locks`: the run
   locks that let processes share a results folder.
@@ -35,6 +37,11 @@ _EXPORTS: dict[str, str] = {
     "oracle_answers": "loop",
     "run_active_learning": "loop",
     "train_step_model": "loop",
+    "Labeller": "labellers",
+    "LabelsNeeded": "labellers",
+    "ScriptedLabeller": "labellers",
+    "SimulatedOracle": "labellers",
+    "WidgetLabeller": "labellers",
     "GridPaths": "grid",
     "checkpoint_path": "grid",
     "default_executor": "grid",

@@ -3,6 +3,11 @@
 Chapter "Experiments". The file is ``.<run_key>.partial.json`` beside the run's record
 (:func:`partial_path`); :func:`resume_state` rebuilds the run's state from it, so a killed run
 resumes from its last finished step and gives the record of an uninterrupted run.
+
+A run with a labeller (:mod:`dean_nb.experiment.labellers`) also writes each batch's answers as
+soon as the labeller returns, before the step's record is complete: the optional field
+``pending_answers`` (``{"step", "selected", "labels"}``), absent from the checkpoints of the
+simulated oracle and of older versions (which still load).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -20,9 +26,24 @@ from dean_nb.experiment.records import StepRecord, atomic_write_json
 CHECKPOINT_FORMAT = "dean_nb.checkpoint/1"
 
 
+class SavedRun(NamedTuple):
+    """What a checkpoint holds: the initial set, the finished steps, and the answers of the
+    next step's batch when a labeller gave them before the step finished (else ``None``)."""
+
+    initial: list[int]
+    steps: list[StepRecord]
+    pending: dict[str, Any] | None = None
+
+
 def write_checkpoint(
-    path: Path, config: ExperimentConfig, initial: torch.Tensor, steps: list[StepRecord]
+    path: Path,
+    config: ExperimentConfig,
+    initial: torch.Tensor,
+    steps: list[StepRecord],
+    pending: dict[str, Any] | None = None,
 ) -> None:
+    """Write a checkpoint atomically; ``pending`` (``{"step", "selected", "labels"}``): the
+    answers of the batch of step ``len(steps)``, stored when the labeller gave them."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "run_key": run_key(config),
@@ -30,13 +51,25 @@ def write_checkpoint(
         "initial_indices": initial.tolist(),
         "steps": [s.to_dict() for s in steps],
     }
+    if pending is not None:
+        payload["pending_answers"] = pending
     atomic_write_json(path, payload)
 
 
-def read_checkpoint(
-    path: Path, config: ExperimentConfig
-) -> tuple[list[int], list[StepRecord]] | None:
-    """``(initial indices, finished steps)`` of a checkpoint written for ``config``, or ``None``."""
+def _check_pending(pending: Any, n_steps: int) -> dict[str, Any] | None:
+    """A checkpoint's ``pending_answers``: ``None``, or a batch of the step after the last."""
+    if pending is None:
+        return None
+    step, selected, labels = pending["step"], pending["selected"], pending["labels"]
+    if step != n_steps or not isinstance(selected, list) or not isinstance(labels, list):
+        raise ValueError(f"its pending answers are not those of step {n_steps}")
+    if len(selected) != len(labels) or not all(isinstance(v, int) for v in selected + labels):
+        raise ValueError("its pending answers are not one integer label per selected index")
+    return {"step": step, "selected": selected, "labels": labels}
+
+
+def read_checkpoint(path: Path, config: ExperimentConfig) -> SavedRun | None:
+    """The :class:`SavedRun` of a checkpoint written for ``config``, or ``None``."""
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -52,28 +85,31 @@ def read_checkpoint(
             raise ValueError(f"written for another configuration ({run_key(saved)})")
         steps = [StepRecord.from_dict(s) for s in payload["steps"]]
         steps_initial = list(payload["initial_indices"])
+        pending = _check_pending(payload.get("pending_answers"), len(steps))
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         warnings.warn(f"ignoring checkpoint {path}: {err}", RuntimeWarning, stacklevel=4)
         return None
-    return steps_initial, steps
+    return SavedRun(steps_initial, steps, pending)
 
 
 def resume_state(
-    saved: tuple[list[int], list[StepRecord]],
+    saved: tuple[list[int], list[StepRecord]] | SavedRun,
     config: ExperimentConfig,
     initial: torch.Tensor,
     pool: torch.Tensor,
-    answers: torch.Tensor,
+    answers: torch.Tensor | None,
     y_train: torch.Tensor,
+    num_classes: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[StepRecord]]:
     """``(labelled, labels, pool, steps)`` after a checkpoint's finished steps.
 
     Exactly what the loop holds after those steps: the initial set, then each step's batch in
-    order (its labels the oracle's answers, checked against the recorded ones), and the pool
-    with the batches removed, in its original order. Raises ``ValueError`` when the
-    checkpoint disagrees with this run's split or oracle.
+    order (its labels the oracle's ``answers``, checked against the recorded ones; with
+    ``answers=None``, a labeller's run, the recorded ``noisy_labels``, which must be classes
+    in ``[0, num_classes)``), and the pool with the batches removed, in its original order.
+    Raises ``ValueError`` when the checkpoint disagrees with this run's split or oracle.
     """
-    saved_initial, steps = saved
+    saved_initial, steps = saved[0], saved[1]
     if saved_initial != initial.tolist():
         raise ValueError("its initial labelled set is not this run's")
     if len(steps) > config.n_steps + 1:
@@ -93,15 +129,29 @@ def resume_state(
         in_pool = torch.isin(pool, chosen)
         if int(in_pool.sum()) != budget or torch.unique(chosen).numel() != budget:
             raise ValueError(f"its step {i} selected images outside the pool")
-        if (
-            record.noisy_labels != answers[chosen].tolist()
-            or record.true_labels != y_train[chosen].tolist()
-        ):
-            raise ValueError(f"its step {i} labels are not this run's oracle answers")
+        noisy = _recorded_answers(record, answers, chosen, num_classes)
+        if record.true_labels != y_train[chosen].tolist():
+            raise ValueError(f"its step {i} true labels are not this run's")
         labelled = torch.cat([labelled, chosen])
-        labels = torch.cat([labels, answers[chosen]])
+        labels = torch.cat([labels, noisy])
         pool = pool[~in_pool]
     return labelled, labels, pool, steps
+
+
+def _recorded_answers(
+    record: StepRecord, answers: torch.Tensor | None, chosen: torch.Tensor, k: int | None
+) -> torch.Tensor:
+    """A finished step's noisy labels: the oracle's (checked), or a labeller's as recorded."""
+    noisy = record.noisy_labels or []
+    if answers is not None:
+        if noisy != answers[chosen].tolist():
+            raise ValueError(f"its step {record.step} labels are not this run's oracle answers")
+        return answers[chosen]
+    if len(noisy) != chosen.numel() or not all(
+        isinstance(v, int) and (k is None or 0 <= v < k) for v in noisy
+    ):
+        raise ValueError(f"its step {record.step} labels are not one class per selected image")
+    return torch.tensor(noisy, dtype=torch.int64)
 
 
 def partial_path(record: Path) -> Path:

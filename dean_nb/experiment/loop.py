@@ -58,12 +58,12 @@ from tqdm.auto import tqdm
 from dean_nb import strategies
 from dean_nb.experiment.checkpoint import read_checkpoint, resume_state, write_checkpoint
 from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.labellers import check_answers, draw_oracle_answers
 from dean_nb.experiment.records import RunResult, StepRecord, provenance
 from dean_nb.learner import training
 from dean_nb.learner.denoise import NoisyChannel
 from dean_nb.learner.models import arch_for_dataset, build_model, default_model, model_from_path
 from dean_nb.problem.datasets import Dataset, load_dataset
-from dean_nb.problem.oracle import NoisyOracle
 from dean_nb.problem.split import Split, make_split
 from dean_nb.runtime import make_generator, purpose_seed, resolve_device, torch_threads
 from dean_nb.strategies import scoring
@@ -162,8 +162,7 @@ def oracle_answers(config: ExperimentConfig) -> torch.Tensor:
     ever read.
     """
     data = _cached_dataset(config.dataset, config.root, config.download)
-    oracle = NoisyOracle(config.oracle_channel(), seed=purpose_seed(config.seed, "oracle"))
-    return oracle.label(data.y_train)
+    return draw_oracle_answers(config, data.y_train)
 
 
 def run_active_learning(
@@ -172,6 +171,7 @@ def run_active_learning(
     progress: bool | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    labeller: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
 ) -> RunResult:
     """One active-learning run (Algorithm 1; Algorithm 2 when ``epsilon > 0``/``denoise``).
 
@@ -195,6 +195,14 @@ def run_active_learning(
             checkpoint of another configuration, or one that disagrees with this run's split
             and oracle, is ignored with a warning and overwritten. The file is left in place:
             the caller removes it once the result is safe.
+        labeller: who labels each acquired batch, ``labeller(indices, inputs) -> labels``
+            (:mod:`dean_nb.experiment.labellers`): ``indices`` a ``LongTensor (b,)`` into the
+            data set's training split, ``inputs`` their items ``(b, ...)``; ``b`` integer
+            classes in ``[0, K)`` back (checked). The record's ``noisy_labels`` are its
+            answers. ``None``: the simulated noisy oracle (:func:`oracle_answers`). With a
+            ``checkpoint``, a batch's answers are written to it as soon as the labeller
+            returns (``pending_answers``), and a resumed run reads them there: it never asks
+            for a batch twice. The labeller is not part of the checkpoint's identity.
 
     Returns:
         A :class:`RunResult` with ``n_steps + 1`` step records. The test accuracy of step 0 is
@@ -206,7 +214,7 @@ def run_active_learning(
     show = (not config.quiet) if progress is None else bool(progress)
     path = None if checkpoint is None else Path(checkpoint)
     with torch_threads(config.num_threads):
-        return _run(config, show, on_step, path)
+        return _run(config, show, on_step, path, labeller)
 
 
 def train_step_model(
@@ -268,9 +276,11 @@ def _run(
     show: bool,
     on_step: Callable[[StepRecord], None] | None,
     checkpoint: Path | None = None,
+    labeller: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
 ) -> RunResult:
     """The body of :func:`run_active_learning` (see there): set up, resume, then every step."""
     run = _prepare(config)
+    run.labeller = labeller
     steps = _restore(run, checkpoint)
     resumed = len(steps)
     bar = _progress_bar(config.n_steps + 1, show, f"{config.method} eps={config.epsilon:g}")
@@ -289,7 +299,9 @@ def _run(
             )
             record = _measure(run, model, channel, step)
             if step < config.n_steps:
-                _commit_batch(run, record, _acquire(run, model, record.sigma, step))
+                selection = _acquire(run, model, record.sigma, step)
+                noisy = _ask(run, selection, step, steps, checkpoint)
+                _commit_batch(run, record, selection, noisy)
             record.wall_time = time.perf_counter() - start
             steps.append(record)
             if checkpoint is not None:
@@ -333,6 +345,8 @@ class _RunState:
     labelled: torch.Tensor  # (L,) indices into x_train
     labels: torch.Tensor  # (L,) labels the model trains on
     pool: torch.Tensor  # (P,) remaining pool indices
+    labeller: Callable[[torch.Tensor, torch.Tensor], Any] | None = None
+    pending: dict[str, Any] | None = None  # a checkpoint's answers to the next batch
 
     @property
     def num_classes(self) -> int:
@@ -384,8 +398,15 @@ def _restore(run: _RunState, checkpoint: Path | None) -> list[StepRecord]:
     if saved is None:
         return []
     try:
+        answers = run.answers if run.labeller is None else None
         run.labelled, run.labels, run.pool, steps = resume_state(
-            saved, run.config, run.split.initial, run.split.pool, run.answers, run.data.y_train
+            saved,
+            run.config,
+            run.split.initial,
+            run.split.pool,
+            answers,
+            run.data.y_train,
+            num_classes=run.num_classes,
         )
     except ValueError as err:
         warnings.warn(
@@ -394,7 +415,35 @@ def _restore(run: _RunState, checkpoint: Path | None) -> list[StepRecord]:
             stacklevel=4,
         )
         return []
+    run.pending = saved.pending
     return steps
+
+
+def _ask(
+    run: _RunState,
+    selection: strategies.Selection,
+    step: int,
+    steps: list[StepRecord],
+    checkpoint: Path | None,
+) -> torch.Tensor | None:
+    """The labeller's answers for the selected batch (``None``: no labeller, the oracle's).
+
+    Answers a checkpoint holds for this very batch are reused; fresh ones are written to the
+    checkpoint before the loop goes on."""
+    if run.labeller is None:
+        return None
+    chosen_pos = selection.indices.detach().to("cpu", torch.int64)
+    _check_selection(chosen_pos, run.pool.numel(), run.config.acquisition_size)
+    chosen = run.pool[chosen_pos]
+    stored = run.pending
+    if stored is not None and stored["step"] == step and stored["selected"] == chosen.tolist():
+        return torch.tensor(stored["labels"], dtype=torch.int64)
+    given = run.labeller(chosen.clone(), run.x_train[chosen.to(run.device)])
+    noisy = check_answers(run.labeller, given, chosen.numel(), run.num_classes)
+    if checkpoint is not None:
+        pending = {"step": step, "selected": chosen.tolist(), "labels": noisy.tolist()}
+        write_checkpoint(checkpoint, run.config, run.split.initial, steps, pending)
+    return noisy
 
 
 def _measure(
@@ -447,12 +496,19 @@ def _acquire(
     return strategies.select_from_pool(strategy, ctx, config.pool_subset)
 
 
-def _commit_batch(run: _RunState, record: StepRecord, selection: strategies.Selection) -> None:
-    """Ask the oracle for the selected images, record them, move them to the labelled set."""
+def _commit_batch(
+    run: _RunState,
+    record: StepRecord,
+    selection: strategies.Selection,
+    noisy: torch.Tensor | None = None,
+) -> None:
+    """Record the selected images and their labels (``noisy``, the labeller's, else the
+    oracle's), move them to the labelled set."""
     chosen_pos = selection.indices.detach().to("cpu", torch.int64)
     _check_selection(chosen_pos, run.pool.numel(), run.config.acquisition_size)
     chosen = run.pool[chosen_pos]  # (b,) indices into x_train
-    noisy = run.answers[chosen]
+    if noisy is None:
+        noisy = run.answers[chosen]
     record.selected = chosen.tolist()
     record.noisy_labels = noisy.tolist()
     record.true_labels = run.data.y_train[chosen].tolist()
