@@ -6,7 +6,7 @@ scikit-learn's ``AgglomerativeClustering(linkage="single", metric="precomputed")
 per-cluster loop for the median centroids, and for every pick a softmax over the whole pool
 with a rejection loop for points already picked.
 
-Ours: :func:`dean_nb.annealing.annealed_selection` (Prim's minimum spanning tree on distance
+Ours: :func:`dean_nb.strategies.annealing.annealed_selection` (Prim's minimum spanning tree on distance
 rows computed on the fly, O(N K) memory; exact log-space Gibbs sampling).
 
 Each implementation runs in a fresh subprocess on the same inputs (generated from the same

@@ -1,4 +1,4 @@
-"""How far float rounding moves re-made runs: the spread behind ``dean_nb.replay``'s tolerances.
+"""How far float rounding moves re-made runs: the spread behind ``dean_nb.experiment.replay``'s tolerances.
 
 Re-makes stored ``digits`` records under this process's torch kernels and prints, per run, the
 first pick that differs from the record and the largest accuracy and sigma gaps (step 0 and

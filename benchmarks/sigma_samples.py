@@ -6,7 +6,7 @@ over-represents the most likely class. The ``medium`` preset uses T = 20 where t
 100, so chapter 6 asks whether that, rather than the data, makes its first beta high.
 
 For each seed this trains the step-0 model with the loop's own function
-(:func:`dean_nb.loop.train_step_model`: same split, initial labels, model and training
+(:func:`dean_nb.experiment.loop.train_step_model`: same split, initial labels, model and training
 seeds), measures sigma with each T several times with different dropout seeds, and prints
 beta = f(sigma) beside it.
 

@@ -1,7 +1,7 @@
 """Training on noisy labels, with or without a channel: the experiment of the denoising chapter.
 
 One function, :func:`train_on_noisy_labels`, trains a base model (optionally behind a
-:class:`dean_nb.denoise.NoisyChannel`) on labels that went through a noisy oracle and records,
+:class:`dean_nb.learner.denoise.NoisyChannel`) on labels that went through a noisy oracle and records,
 every ``record_every`` epochs, what the chapter and ``benchmarks/denoise_study.py`` look at:
 
 * the clean test accuracy of the detached base model ``M`` (dropout off),
@@ -9,7 +9,7 @@ every ``record_every`` epochs, what the chapter and ``benchmarks/denoise_study.p
 * the channel matrix ``W`` (and so its diagonal).
 
 The records come from :class:`EpochRecorder`, the ``on_epoch_end`` callback of
-:func:`dean_nb.training.train_model`; it draws no random numbers, so recording does not change
+:func:`dean_nb.learner.training.train_model`; it draws no random numbers, so recording does not change
 the training. :func:`channel_for` builds the channels of the chapter's named variants
 (:data:`CHANNEL_VARIANTS`), and :func:`run_variant` runs one of them on one seed's labelled set.
 """
@@ -61,7 +61,7 @@ def channel_for(
     """A fresh channel for one of :data:`CHANNEL_VARIANTS` (``None`` for ``"no channel"``).
 
     ``"W fixed at T"`` is frozen at the oracle's channel: ``noise`` (``"symmetric"``,
-    ``"pairflip"`` or a K x K matrix, as :func:`dean_nb.noise.resolve_noise` takes it) with
+    ``"pairflip"`` or a K x K matrix, as :func:`dean_nb.problem.noise.resolve_noise` takes it) with
     flip probability ``epsilon``. The frozen variants are projected channels with
     ``requires_grad`` off.
     """
@@ -182,10 +182,10 @@ def train_on_noisy_labels(
             (the model trains on ``y_noisy``; ``y_true`` only marks the flipped ones).
         train_config: epochs, learning rate, weight decay, batch size.
         x_test, y_test: clean test set ``(N, C, H, W)``, ``(N,)``.
-        channel: a :class:`~dean_nb.denoise.NoisyChannel` trained with ``M`` (Algorithm 2),
+        channel: a :class:`~dean_nb.learner.denoise.NoisyChannel` trained with ``M`` (Algorithm 2),
             or ``None`` for plain cross-entropy.
         record_every: epochs between two records (see :class:`EpochRecorder`).
-        generator: minibatch order and dropout (as :func:`~dean_nb.training.train_model`).
+        generator: minibatch order and dropout (as :func:`~dean_nb.learner.training.train_model`).
         device: where to train and evaluate (default: CUDA when available).
         x_validation: clean validation images; when given, ``sigma`` is the model uncertainty
             of ``n_mc_samples`` MC-dropout passes on them, drawn from ``sigma_seed``.

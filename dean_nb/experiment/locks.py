@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 
-#: Seconds without a heartbeat after which :func:`dean_nb.grid.run_grid` takes a claim as
+#: Seconds without a heartbeat after which :func:`dean_nb.experiment.grid.run_grid` takes a claim as
 #: abandoned.
 DEFAULT_STALE_AFTER = 300.0
 
@@ -370,7 +370,7 @@ class RunLocks:
 def remove_stale_leftovers(folder: Path, stale_after: float) -> list[Path]:
     """Remove what killed processes left in a results folder; return what was removed.
 
-    * temporary files of :func:`dean_nb.records.atomic_write_json` whose writer is gone (this machine, pid
+    * temporary files of :func:`dean_nb.experiment.records.atomic_write_json` whose writer is gone (this machine, pid
       dead) or that are older than ``stale_after`` (a live writer holds one for
       milliseconds);
     * reclaim mutexes (:func:`_remove_stale_lock`) and clock probes of killed processes;
