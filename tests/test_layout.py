@@ -222,20 +222,6 @@ def test_strategies_are_registered_in_the_package_init():
         if isinstance(decorator, ast.Name) and decorator.id == "register"
     ]
     assert registering == []
-    from dean_nb import strategies
-
-    assert strategies.available() == (
-        "random",
-        "entropy",
-        "bald",
-        "coreset",
-        "batchbald",
-        "badge",
-        "dean",
-        "power-bald",
-        "softmax-bald",
-        "power-entropy",
-    )
 
 
 @pytest.mark.parametrize("layer", ["problem", "learner", "strategies"])

@@ -31,8 +31,9 @@ Two kinds of masks (``masks=``):
   layer becomes a product with T masked weight matrices, ``x @ (diag(m_t) W)``.
 
 :func:`torch_dropout_probs` is the straightforward estimator it replaces: T whole passes with
-torch's own dropout (its path for a model whose dropout it cannot sample itself, and the
-reference of ``benchmarks/mc_dropout.py``).
+torch's own dropout (its path for independent masks on a model whose dropout it cannot sample
+itself, and the reference of ``benchmarks/mc_dropout.py``). Consistent masks on such a model
+hook each dropout module instead (:func:`dean_nb.learner.masks.consistent_masks`).
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ MASK_MODES: tuple[str, ...] = ("independent", "consistent")
 MAX_HEAD_ELEMENTS_CPU = 2**22
 MAX_HEAD_ELEMENTS_ACCELERATOR = 2**25
 
-#: Dropout layers whose masks :func:`mc_dropout_probs` draws itself (any other kind in a head
-#: sends the model down torch's own dropout, independent masks only).
+#: Dropout layers whose masks :func:`mc_dropout_probs` draws itself in a sequential head (any
+#: other kind sends the model down the whole-model path).
 _SAMPLED_DROPOUTS = (nn.Dropout, nn.Dropout2d, ChannelDropout)
 
 #: Elements of one masked chunk in the fused dropout + dense product on the CPU (1 MiB of
@@ -325,8 +326,9 @@ def mc_dropout_probs(
     times, with the masks drawn and applied as the module docstring says; the T axis is chunked so
     that a head block holds at most :func:`max_head_elements` values. A model whose dropout
     is not top-level ``nn.Dropout``, ``nn.Dropout2d`` or
-    :class:`~dean_nb.learner.models.ChannelDropout` layers of a sequential head runs whole
-    through :func:`torch_dropout_probs` (independent masks only).
+    :class:`~dean_nb.learner.models.ChannelDropout` layers of a sequential head runs whole:
+    through :func:`torch_dropout_probs` for independent masks, with each dropout module hooked
+    (:func:`~dean_nb.learner.masks.consistent_masks`) for consistent ones.
 
     Args:
         model: the classifier (its parameters' device is where the work happens).

@@ -154,9 +154,15 @@ def select_batch(
 
 
 def _prediction(name: str, value: Any, ndim: int, axes: str) -> torch.Tensor | None:
+    """A given prediction as a finite float tensor of ``ndim`` axes (its own float dtype kept)."""
     if value is None:
         return None
-    value = as_model_inputs(name, value, torch.float64 if name.startswith("f") else torch.float32)
+    dtype = torch.float32  # a float prediction keeps its precision, anything else is float32
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        dtype = value.dtype
+    elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        dtype = torch.from_numpy(np.empty(0, value.dtype)).dtype
+    value = as_model_inputs(name, value, dtype)
     if value.ndim != ndim:
         raise ValueError(f"{name} must have shape {axes}, got {tuple(value.shape)}")
     return value
@@ -219,6 +225,7 @@ def select_from_predictions(
         raise ValueError("give at least one prediction of the pool, to tell its size N")
     if chosen.name == "dean" and getattr(chosen, "beta", None) is None and sigma is None:
         raise ValueError("strategy 'dean' from predictions needs sigma in [0, 1] or a fixed beta")
+    check_budget(budget, next(iter(sizes.values())))
     ctx = AcquisitionContext(
         model=None,
         x_pool=None,
@@ -227,5 +234,4 @@ def select_from_predictions(
         sigma=sigma,
         **given,
     )
-    check_budget(budget, next(iter(sizes.values())))
     return chosen.select(ctx)
