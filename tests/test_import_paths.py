@@ -3,7 +3,8 @@
 A tiny module written into a temporary folder defines a tabular data set (scikit-learn's
 ``make_classification``) and a model factory; the loop runs on it, the CLI runs a grid of it in
 two worker processes, and ``report`` reads the records without the module. Bad paths are
-refused before any run, naming the field.
+refused before any run, naming the field. A grid of it also runs on a Dask ``LocalCluster`` of
+two worker processes (``dask_executor``), whose records ``report`` reads.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from dean_nb.cli import main
 from dean_nb.experiment.config import ExperimentConfig, run_key
-from dean_nb.experiment.grid import run_grid
+from dean_nb.experiment.grid import dask_executor, make_grid, run_grid
 from dean_nb.experiment.loop import run_active_learning
 from dean_nb.problem.datasets import dataset_from_path, load_dataset
 
@@ -157,3 +158,32 @@ def test_the_cli_runs_a_grid_of_your_data_that_report_reads_without_it(mymod, tm
     assert "== mymod:load: test accuracy" in done.stdout
     assert "random" in done.stdout and "bald" in done.stdout
     assert (out / "learning_curves_mymod-load.png").is_file()
+
+
+@pytest.mark.slow  # a cluster of two processes starts (about 30 s on two busy cores)
+def test_a_dask_grid_of_your_data_runs_and_report_reads_it(mymod, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("distributed")
+    # a real cluster's workers import the module from their own path, not the test's
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(mymod), str(ROOT)]))
+    base = _tiny(model="mymod:net")
+    configs = make_grid(base, ["random", "bald"], [0.0], seeds=[0, 1])
+    out = tmp_path / "dask"
+    executor, closers = dask_executor("local", 2)  # a LocalCluster of 2 processes
+    try:
+        paths = run_grid(configs, out, executor=executor, progress=False)
+    finally:
+        for close in closers:
+            close()
+    assert sorted(p.name for p in paths) == sorted(p.name for p in out.glob("*.json"))
+    assert len(paths) == 4 and not list(out.glob(".*"))  # no lock, no checkpoint left
+    for path in paths:
+        config = json.loads(path.read_text())["config"]
+        assert (config["dataset"], config["model"]) == ("mymod:load", "mymod:net")
+
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr()
+    assert "skipped" not in printed.out + printed.err
+    assert "== mymod:load: test accuracy" in printed.out
+    assert "random" in printed.out and "bald" in printed.out
+    assert (tmp_path / "report" / "learning_curves_mymod-load.png").is_file()

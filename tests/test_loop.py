@@ -117,6 +117,17 @@ def test_dean_with_fixed_beta_records_that_beta(tiny, beta):
     assert again.steps[0].beta == float(beta)
 
 
+def test_dean_beta_0_starts_every_run_at_beta_0_whatever_its_first_sigma(tiny):
+    options = {"beta_0": 13.4}
+    result = run_active_learning(tiny(strategy="dean", n_steps=2, strategy_options=options))
+    sigma_0 = result.steps[0].sigma
+    unit = [math.exp(1 / s.sigma) - 1 for s in result.steps[:2]]  # the exp map at scale 1
+    assert result.steps[0].beta == pytest.approx(13.4, rel=1e-9)
+    # the next selection keeps the first model's scale (not its own sigma's)
+    assert result.steps[1].beta == pytest.approx(13.4 * unit[1] / unit[0], rel=1e-9)
+    assert result.steps[1].sigma != sigma_0
+
+
 def test_oracle_noise_only_on_acquired_labels(monkeypatch, tiny):
     seen: list[torch.Tensor] = []
     real_train = training.train_model

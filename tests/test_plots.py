@@ -1,8 +1,13 @@
 """The book's figures are legible in its 688-px column: at most ``plots.MAX_WIDTH`` inches
 wide (shown at 100 dpi, so not scaled down), no text under ``plots.MIN_FONT`` points, one
-axes per panel and the labels a reader needs (issue 13)."""
+axes per panel and the labels a reader needs (issue 13); the learning and uncertainty curves of
+a folder of many configurations lay out without a warning (issue 21)."""
 
 from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
 
 import matplotlib
 
@@ -21,6 +26,7 @@ from dean_nb.problem import oracle
 from dean_nb.problem.oracle import symmetric_channel
 
 WIDTH = 8.0  # the issue's bound: about 8 in at 100 dpi
+RESULTS = Path(__file__).resolve().parents[1] / "book" / "results"
 
 
 def texts(fig):
@@ -352,3 +358,62 @@ def test_learning_curves_take_a_style_per_method():
     assert dean.get_color() == "#123456" and dean.get_linestyle() == ":"
     random = next(v for k, v in lines.items() if k.startswith("random"))
     assert random.get_color() == plots.method_style("random")["color"]
+
+
+def drawn_without_warnings(make, *args, **kwargs):
+    """The figure of ``make(*args, **kwargs)``, drawn (its constrained layout applied) under
+    ``warnings.simplefilter("error")``: any warning fails."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = make(*args, **kwargs)
+        fig.savefig(io.BytesIO(), dpi=120)
+    return fig
+
+
+# thirty labels of the length ``report`` gives the configurations of a folder of ablations
+MANY = tuple(
+    f"dean [strategy_options={{'beta':{beta}}}, beta_scale={scale}, noise={noise}]"
+    for beta in (10, 100, 1000, 10000, 100000)
+    for scale in (0.0625, 0.25, 1.0)
+    for noise in ("pairflip", "symmetric")
+)
+
+
+@pytest.mark.parametrize("curves", [plots.learning_curves, plots.uncertainty_curves])
+def test_a_legend_too_large_for_its_cell_goes_below_the_panels_without_a_warning(curves):
+    fig = drawn_without_warnings(curves, frame(strategies=MANY))
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+    assert len(fig.legends[0].texts) == len(MANY)
+    width, height = fig.get_size_inches()
+    assert width == plots.MAX_WIDTH and height > 5.6 + 4  # grown by the legend's height
+    panels = visible_axes(fig)
+    assert len(panels) == 3
+    assert min(ax.get_position().height for ax in panels) * height > 1.5  # not squeezed
+    assert_legible(fig)
+
+
+@pytest.mark.parametrize("curves", [plots.learning_curves, plots.uncertainty_curves])
+def test_a_legend_that_fits_keeps_its_cell_and_the_figure_size(curves):
+    six = ("random", "entropy", "bald", "coreset", "batchbald", "dean")
+    fig = drawn_without_warnings(curves, frame(strategies=six, denoise=True))  # 12 methods
+    assert not fig.legends
+    np.testing.assert_allclose(fig.get_size_inches(), (plots.MAX_WIDTH, 5.6))
+    assert fig.axes[3].get_legend() is not None  # the spare fourth cell
+    # a legend below the panels from the start: the figure grows only to keep the panels
+    one_row = drawn_without_warnings(curves, frame(epsilons=(0.0, 0.3)), ncols=3)
+    assert len(one_row.legends) == 1
+    np.testing.assert_allclose(one_row.get_size_inches(), (plots.MAX_WIDTH, 3.0))
+    tall = drawn_without_warnings(curves, frame(epsilons=(0.0, 0.3), strategies=MANY), ncols=3)
+    assert tall.get_size_inches()[1] > 3.0 + 4
+
+
+@pytest.mark.parametrize(
+    "folder", ["fashion-mnist", "digits-quick/main", "channel-dropout/digits-quick/main"]
+)
+def test_the_committed_folders_curves_lay_out_without_a_warning(folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reading: a folder may hold records of newer code
+        df = load_results(RESULTS / folder)
+    for curves in (plots.learning_curves, plots.uncertainty_curves):
+        fig = drawn_without_warnings(curves, df)
+        assert fig.get_figwidth() <= plots.MAX_WIDTH

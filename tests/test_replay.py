@@ -141,3 +141,10 @@ def test_default_kernels_replay_passes_the_tolerant_check(stored, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[0] == "tolerant"
+
+
+def test_a_record_answered_by_a_person_is_not_replayed_against_the_oracle(stored):
+    answered = copy.deepcopy(stored)
+    answered.provenance["labeller"] = "WidgetLabeller"
+    with pytest.raises(ValueError, match="labeller 'WidgetLabeller', not by the simulated"):
+        replay.check_replay(answered, stored)

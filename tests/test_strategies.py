@@ -259,6 +259,39 @@ def test_dean_with_fixed_beta_uses_it_at_any_sigma(model, data, beta):
     assert selection.indices.tolist() == expected.tolist()
 
 
+def test_dean_beta_0_starts_the_run_at_beta_0_and_cools_through_the_map(model, data):
+    beta_0, sigma_0 = annealing.PAPER_COLD_START_BETA, 0.05  # a model far surer than MNIST's
+    strategy = strategies.get("dean", beta_0=beta_0, n_clusters=12)
+    first = strategy.select(make_ctx(model, data, seed=6, sigma=sigma_0))
+    assert first.beta == pytest.approx(beta_0, rel=1e-9)  # scale 1/4 would give 1.2e8
+    later = strategy.select(make_ctx(model, data, seed=6, sigma=0.03, sigma_0=sigma_0))
+    unit = lambda s: math.exp(1 / s) - 1  # noqa: E731  the paper's exp map at scale 1
+    assert later.beta == pytest.approx(beta_0 * unit(0.03) / unit(sigma_0), rel=1e-9)
+    # the same draw as the annealed sampler at that beta
+    fixed = strategies.get("dean", beta=later.beta, n_clusters=12)
+    again = fixed.select(make_ctx(model, data, seed=6, sigma=0.03))
+    assert later.indices.tolist() == again.indices.tolist()
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"beta_0": 0.0}, "beta_0 must"),
+        ({"beta_0": math.inf}, "beta_0 must be a finite"),
+        ({"beta_0": 13.4, "beta": 10.0}, "excludes a fixed beta"),
+    ],
+)
+def test_dean_refuses_a_bad_beta_0(options, match):
+    with pytest.raises(ValueError, match=match):
+        strategies.get("dean", **options)
+
+
+def test_dean_beta_0_refuses_a_first_model_without_uncertainty(model, data):
+    strategy = strategies.get("dean", beta_0=13.4)
+    with pytest.raises(ValueError, match="sigma_0 > 0"):
+        strategy.select(make_ctx(model, data, sigma=0.2, sigma_0=0.0))
+
+
 def test_dean_with_fixed_beta_zero_is_uniform(model, data, chisquare_p):
     small = {**data, "pool": data["pool"][:12]}
     strategy = strategies.get("dean", beta=0.0, n_clusters=4)
@@ -299,7 +332,7 @@ def test_dean_refuses_a_bad_fixed_beta(beta, error):
 
 def test_dean_option_beta_leaves_default_run_keys_unchanged():
     # computed before DeAn had the option: a config that does not set it keeps its key
-    config = ExperimentConfig.preset("digits", "quick", strategy="dean")
+    config = ExperimentConfig.preset("digits", "quick", strategy="dean", conv_dropout="element")
     assert run_key(config) == "digits_dean_eps0_seed0_22644290f5"
     fixed = ExperimentConfig.preset("digits", "quick", strategy_options={"beta": 2.0})
     assert run_key(fixed) != run_key(config)

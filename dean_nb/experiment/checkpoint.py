@@ -7,7 +7,11 @@ resumes from its last finished step and gives the record of an uninterrupted run
 A run with a labeller (:mod:`dean_nb.experiment.labellers`) also writes each batch's answers as
 soon as the labeller returns, before the step's record is complete: the optional field
 ``pending_answers`` (``{"step", "selected", "labels"}``), absent from the checkpoints of the
-simulated oracle and of older versions (which still load).
+simulated oracle and of older versions (which still load). Every checkpoint names who answered
+in ``labeller`` (:func:`dean_nb.experiment.labellers.recorded_labeller`: ``null`` for the
+simulated oracle); :func:`check_labeller` refuses to resume it with another labeller, so a run
+never mixes a person's answers with the oracle's or with another person's. A checkpoint of an
+older version has no ``labeller`` and resumes with any.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ CHECKPOINT_FORMAT = "dean_nb.checkpoint/1"
 
 
 class SavedRun(NamedTuple):
-    """What a checkpoint holds: the initial set, the finished steps, and the answers of the
-    next step's batch when a labeller gave them before the step finished (else ``None``)."""
+    """What a checkpoint holds: the initial set, the finished steps, the answers of the
+    next step's batch when a labeller gave them before the step finished (else ``None``),
+    and who answered (``labeller``, ``None`` for the simulated oracle; ``labeller_recorded``
+    is ``False`` for a checkpoint of an older version, which does not say)."""
 
     initial: list[int]
     steps: list[StepRecord]
     pending: dict[str, Any] | None = None
+    labeller: str | None = None
+    labeller_recorded: bool = False
 
 
 def write_checkpoint(
@@ -41,15 +49,18 @@ def write_checkpoint(
     initial: torch.Tensor,
     steps: list[StepRecord],
     pending: dict[str, Any] | None = None,
+    labeller: str | None = None,
 ) -> None:
     """Write a checkpoint atomically; ``pending`` (``{"step", "selected", "labels"}``): the
-    answers of the batch of step ``len(steps)``, stored when the labeller gave them."""
+    answers of the batch of step ``len(steps)``, stored when the labeller gave them;
+    ``labeller``: the name of who answers (``None``: the simulated oracle)."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "run_key": run_key(config),
         "config": config.to_dict(),
         "initial_indices": initial.tolist(),
         "steps": [s.to_dict() for s in steps],
+        "labeller": labeller,
     }
     if pending is not None:
         payload["pending_answers"] = pending
@@ -86,10 +97,40 @@ def read_checkpoint(path: Path, config: ExperimentConfig) -> SavedRun | None:
         steps = [StepRecord.from_dict(s) for s in payload["steps"]]
         steps_initial = list(payload["initial_indices"])
         pending = _check_pending(payload.get("pending_answers"), len(steps))
+        labeller = payload.get("labeller")
+        if labeller is not None and not isinstance(labeller, str):
+            raise ValueError(f"its labeller {labeller!r} is not a name")
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         warnings.warn(f"ignoring checkpoint {path}: {err}", RuntimeWarning, stacklevel=4)
         return None
-    return SavedRun(steps_initial, steps, pending)
+    return SavedRun(steps_initial, steps, pending, labeller, "labeller" in payload)
+
+
+def check_labeller(path: Path, saved: SavedRun, labeller: str | None) -> None:
+    """Refuse to resume ``saved`` (read from ``path``) with another labeller than its own.
+
+    Args:
+        path: the checkpoint file (named in the error).
+        saved: what it holds (:func:`read_checkpoint`).
+        labeller: this run's labeller as recorded
+            (:func:`dean_nb.experiment.labellers.recorded_labeller`; ``None``: the simulated
+            oracle).
+
+    Raises:
+        ValueError: naming ``labeller``, the checkpoint, who answered there and who answers
+            now. A checkpoint of an older version (no ``labeller`` stored) passes.
+    """
+    if not saved.labeller_recorded or saved.labeller == labeller:
+        return
+    raise ValueError(
+        f"labeller: checkpoint {path} holds the answers of {_who(saved.labeller)}, but this "
+        f"run asks {_who(labeller)}; resume it with the same labeller, or give another "
+        "checkpoint path (a run never mixes two labellers' answers)"
+    )
+
+
+def _who(labeller: str | None) -> str:
+    return "the simulated oracle" if labeller is None else f"labeller {labeller!r}"
 
 
 def resume_state(

@@ -10,20 +10,29 @@ that very oracle as a labeller, so ``labeller=SimulatedOracle.for_config(config)
 record of no labeller.
 
 - :class:`ScriptedLabeller`: answers from a list, in order (tests, notebooks run unattended).
-- :class:`WidgetLabeller`: a person in a notebook, one button per class (ipywidgets).
+- :class:`WidgetLabeller`: a person in a notebook, one button per class (ipywidgets); with
+  ``answers_path`` every click is on disk at once (:func:`read_widget_answers`), so a notebook
+  closed halfway through a batch loses no answer.
 
 With a checkpoint, each batch's answers are written to it as soon as the labeller returns; a
-resumed run reads them there and does not ask again.
+resumed run reads them there and does not ask again. A run with a labeller other than the
+simulated oracle names it in its record's provenance and in its checkpoint
+(:func:`recorded_labeller`), so a person's run is never taken for a simulated one.
 """
 
 from __future__ import annotations
 
+import json
+import operator
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from dean_nb.experiment.config import ExperimentConfig
+from dean_nb.experiment.records import atomic_write_json
 from dean_nb.problem.datasets import load_dataset
 from dean_nb.problem.oracle import NoisyOracle
 from dean_nb.runtime import purpose_seed
@@ -37,7 +46,12 @@ __all__ = [
     "check_answers",
     "draw_oracle_answers",
     "labeller_name",
+    "read_widget_answers",
+    "recorded_labeller",
 ]
+
+#: ``format`` of a :class:`WidgetLabeller`'s answers file (``answers_path``).
+ANSWERS_FORMAT = "dean_nb.widget_answers/1"
 
 
 @runtime_checkable
@@ -50,6 +64,15 @@ class Labeller(Protocol):
 def labeller_name(labeller: Any) -> str:
     """How an error names a labeller: its ``__name__`` or its class name."""
     return getattr(labeller, "__name__", None) or type(labeller).__name__
+
+
+def recorded_labeller(labeller: Any) -> str | None:
+    """Who answers a run, as its record's provenance (``"labeller"``) and its checkpoint name
+    it: ``None`` for no labeller and for :class:`SimulatedOracle` (the record of no labeller),
+    else :func:`labeller_name`."""
+    if labeller is None or isinstance(labeller, SimulatedOracle):
+        return None
+    return labeller_name(labeller)
 
 
 def check_answers(labeller: Any, answers: Any, size: int, num_classes: int) -> torch.Tensor:
@@ -133,22 +156,53 @@ class WidgetLabeller:
 
     With ``script`` the labeller answers from that list, like :class:`ScriptedLabeller`, and
     shows nothing: a notebook run unattended (nbval, CI) passes the answers a person gave.
-    Without it, a call shows the batch (an image through matplotlib, a feature vector as
-    text) with one button per class and raises :class:`LabelsNeeded`; once every item has an
-    answer, the same call (run the cell again, with the run's checkpoint, so that the finished
-    steps are not recomputed) returns them. Clicks are kept by training index in ``clicked``.
+    Without it, a call shows the batch's unanswered items (an image through matplotlib, a
+    feature vector as text) with one button per class and raises :class:`LabelsNeeded`; once
+    every item has an answer, the same call (run the cell again, with the run's checkpoint, so
+    that the finished steps are not recomputed) returns them. Answers are kept by training
+    index in ``clicked``; a click calls :meth:`answer`.
+
+    With ``answers_path`` every answer is also written to that JSON file at once (atomically:
+    the file is always complete), and a new labeller reads it back: a notebook closed halfway
+    through a batch loses no click, and an answered item is never shown again. The file is
+    ``{"format", "class_names", "answers": {"<training index>": class}}``; keep one per data
+    set, since the keys are indices into its training split.
 
     Args:
         class_names: the K class names, button ``k`` answers class ``k``.
         script: answers to give instead of asking (no front end).
+        answers_path: a JSON file (``str`` or ``os.PathLike``) that keeps every answer;
+            created (with its folder) when missing.
+
+    Raises:
+        TypeError: ``answers_path`` is not a path.
+        ValueError: fewer than 2 classes; both ``script`` and ``answers_path``; an
+            ``answers_path`` that is a folder or whose file is not an answers file of these
+            classes (:func:`read_widget_answers`).
     """
 
-    def __init__(self, class_names: Sequence[str], *, script: Sequence[int] | None = None):
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        *,
+        script: Sequence[int] | None = None,
+        answers_path: str | os.PathLike[str] | None = None,
+    ):
         self.class_names = [str(c) for c in class_names]
         if len(self.class_names) < 2:
             raise ValueError(f"class_names needs at least 2 classes, got {self.class_names}")
+        if script is not None and answers_path is not None:
+            raise ValueError(
+                "give script (answers without a front end) or answers_path (a person's "
+                "answers kept on disk), not both"
+            )
         self.script = None if script is None else ScriptedLabeller(script)
+        self.answers_path = None if answers_path is None else _check_answers_path(answers_path)
         self.clicked: dict[int, int] = {}
+        if self.answers_path is not None:
+            self.clicked = read_widget_answers(self.answers_path, self.class_names)
+            if not self.answers_path.exists():
+                self._save({})  # a folder that cannot be written fails now, not at a click
 
     def __call__(self, indices: torch.Tensor, inputs: torch.Tensor) -> list[int]:
         if self.script is not None:
@@ -163,6 +217,30 @@ class WidgetLabeller:
             "shown item, then run the cell again"
         )
 
+    def answer(self, index: int, label: int) -> None:
+        """Keep ``label`` as the answer for training item ``index`` (what a click does; a
+        later answer replaces an earlier one); with ``answers_path``, on disk before it returns.
+
+        Raises:
+            ValueError: ``index`` is not an integer >= 0 or ``label`` not a class in ``[0, K)``.
+        """
+        k = len(self.class_names)
+        key, value = _integer(index), _integer(label)
+        if key is None or key < 0:
+            raise ValueError(f"index must be a training index (an integer >= 0), got {index!r}")
+        if value is None or not 0 <= value < k:
+            raise ValueError(f"label must be a class in [0, {k}), got {label!r}")
+        clicked = {**self.clicked, key: value}
+        if self.answers_path is not None:
+            self._save(clicked)  # a click that cannot be kept on disk is not kept at all
+        self.clicked = clicked
+
+    def _save(self, clicked: dict[int, int]) -> None:
+        assert self.answers_path is not None
+        answers = {str(key): clicked[key] for key in sorted(clicked)}
+        payload = {"format": ANSWERS_FORMAT, "class_names": self.class_names, "answers": answers}
+        atomic_write_json(self.answers_path, payload)
+
     def _show(self, items: list[tuple[int, torch.Tensor]]) -> None:
         import ipywidgets as widgets  # lazily: only a person in a notebook needs it
         from IPython.display import display
@@ -174,17 +252,81 @@ class WidgetLabeller:
                 _draw(item)
             buttons = [widgets.Button(description=name) for name in self.class_names]
             for label, button in enumerate(buttons):
-                button.on_click(self._answer(key, label, buttons))
+                button.on_click(self._on_click(key, label, buttons))
             rows.append(widgets.HBox([view, widgets.VBox(buttons)]))
         display(widgets.VBox(rows))
 
-    def _answer(self, key: int, label: int, buttons: list[Any]):
+    def _on_click(self, key: int, label: int, buttons: list[Any]):
         def on_click(_button: Any) -> None:
-            self.clicked[key] = label
+            self.answer(key, label)
             for n, button in enumerate(buttons):
                 button.button_style = "success" if n == label else ""
 
         return on_click
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer (numpy's and torch's included, not a
+    bool), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _check_answers_path(answers_path: Any) -> Path:
+    """``answers_path`` as a :class:`Path`; refused by name when it cannot be one."""
+    if not isinstance(answers_path, (str, os.PathLike)):
+        raise TypeError(
+            f"answers_path must be a path (str or os.PathLike), got {type(answers_path).__name__}"
+        )
+    path = Path(answers_path)
+    if str(answers_path) == "" or path.is_dir():
+        raise ValueError(f"answers_path must name a JSON file, got {str(answers_path)!r}")
+    return path
+
+
+def read_widget_answers(path: str | os.PathLike[str], class_names: Sequence[str]) -> dict[int, int]:
+    """The answers a :class:`WidgetLabeller` kept in ``path``: ``{training index: class}``
+    (``{}`` when the file does not exist).
+
+    Raises:
+        ValueError: naming ``answers_path``, the file and the cause: not JSON, not an answers
+            file, kept for other class names, a key that is not a training index, an answer
+            outside ``[0, K)``. Repair the file or give another ``answers_path``.
+    """
+    path = Path(path)
+    names = [str(c) for c in class_names]
+    where = f"answers_path {path}"
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{where} cannot be read as JSON ({err}); repair it or give another"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != ANSWERS_FORMAT:
+        raise ValueError(f"{where} is not a WidgetLabeller answers file ({ANSWERS_FORMAT})")
+    if payload.get("class_names") != names:
+        raise ValueError(
+            f"{where} keeps answers for the classes {payload.get('class_names')}, not {names}"
+        )
+    answers = payload.get("answers")
+    if not isinstance(answers, dict):
+        raise ValueError(f"{where}: 'answers' must be an object {{training index: class}}")
+    out: dict[int, int] = {}
+    for key, label in answers.items():
+        if not (isinstance(key, str) and key.isdecimal() and key.isascii()):
+            raise ValueError(f"{where}: {key!r} is not a training index")
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(names):
+            raise ValueError(
+                f"{where}: item {key} has answer {label!r}, not a class in [0, {len(names)})"
+            )
+        out[int(key)] = label
+    return out
 
 
 def _draw(item: torch.Tensor) -> None:

@@ -56,9 +56,14 @@ import torch
 from tqdm.auto import tqdm
 
 from dean_nb import strategies
-from dean_nb.experiment.checkpoint import read_checkpoint, resume_state, write_checkpoint
+from dean_nb.experiment.checkpoint import (
+    check_labeller,
+    read_checkpoint,
+    resume_state,
+    write_checkpoint,
+)
 from dean_nb.experiment.config import ExperimentConfig
-from dean_nb.experiment.labellers import check_answers, draw_oracle_answers
+from dean_nb.experiment.labellers import check_answers, draw_oracle_answers, recorded_labeller
 from dean_nb.experiment.records import RunResult, StepRecord, provenance
 from dean_nb.learner import training
 from dean_nb.learner.denoise import NoisyChannel
@@ -202,7 +207,11 @@ def run_active_learning(
             answers. ``None``: the simulated noisy oracle (:func:`oracle_answers`). With a
             ``checkpoint``, a batch's answers are written to it as soon as the labeller
             returns (``pending_answers``), and a resumed run reads them there: it never asks
-            for a batch twice. The labeller is not part of the checkpoint's identity.
+            for a batch twice. A labeller other than the simulated oracle is named in the
+            record's ``provenance["labeller"]`` and in the checkpoint
+            (:func:`~dean_nb.experiment.labellers.recorded_labeller`); resuming a
+            checkpoint with another labeller than its own raises ``ValueError`` before any
+            training (a checkpoint of an older version, which names none, resumes with any).
 
     Returns:
         A :class:`RunResult` with ``n_steps + 1`` step records. The test accuracy of step 0 is
@@ -280,7 +289,7 @@ def _run(
 ) -> RunResult:
     """The body of :func:`run_active_learning` (see there): set up, resume, then every step."""
     run = _prepare(config)
-    run.labeller = labeller
+    run.labeller, run.labeller_name = labeller, recorded_labeller(labeller)
     steps = _restore(run, checkpoint)
     resumed = len(steps)
     bar = _progress_bar(config.n_steps + 1, show, f"{config.method} eps={config.epsilon:g}")
@@ -299,13 +308,16 @@ def _run(
             )
             record = _measure(run, model, channel, step)
             if step < config.n_steps:
-                selection = _acquire(run, model, record.sigma, step)
+                sigma_0 = steps[0].sigma if steps else record.sigma
+                selection = _acquire(run, model, (sigma_0, record.sigma), step)
                 noisy = _ask(run, selection, step, steps, checkpoint)
                 _commit_batch(run, record, selection, noisy)
             record.wall_time = time.perf_counter() - start
             steps.append(record)
             if checkpoint is not None:
-                write_checkpoint(checkpoint, config, run.split.initial, steps)
+                write_checkpoint(
+                    checkpoint, config, run.split.initial, steps, labeller=run.labeller_name
+                )
             if bar is not None:
                 bar.set_postfix(acc=f"{record.test_accuracy:.3f}", sigma=f"{record.sigma:.3f}")
                 bar.update(1)
@@ -318,6 +330,8 @@ def _run(
     info = provenance(run.device)
     if resumed:
         info["resumed_from_step"] = resumed
+    if run.labeller_name is not None:  # absent for the simulated oracle: its records as ever
+        info["labeller"] = run.labeller_name
     return RunResult(
         config=config,
         steps=steps,
@@ -346,6 +360,7 @@ class _RunState:
     labels: torch.Tensor  # (L,) labels the model trains on
     pool: torch.Tensor  # (P,) remaining pool indices
     labeller: Callable[[torch.Tensor, torch.Tensor], Any] | None = None
+    labeller_name: str | None = None  # recorded_labeller(labeller)
     pending: dict[str, Any] | None = None  # a checkpoint's answers to the next batch
 
     @property
@@ -392,11 +407,13 @@ def _restore(run: _RunState, checkpoint: Path | None) -> list[StepRecord]:
     """The finished steps of ``checkpoint`` (``run`` set to the state after them), or ``[]``.
 
     A checkpoint that disagrees with this run is ignored with a warning (attributed to the
-    caller of :func:`run_active_learning`).
+    caller of :func:`run_active_learning`); one of another labeller is refused
+    (:func:`check_labeller`: its answers are not overwritten).
     """
     saved = None if checkpoint is None else read_checkpoint(checkpoint, run.config)
     if saved is None:
         return []
+    check_labeller(checkpoint, saved, run.labeller_name)
     try:
         answers = run.answers if run.labeller is None else None
         run.labelled, run.labels, run.pool, steps = resume_state(
@@ -442,7 +459,9 @@ def _ask(
     noisy = check_answers(run.labeller, given, chosen.numel(), run.num_classes)
     if checkpoint is not None:
         pending = {"step": step, "selected": chosen.tolist(), "labels": noisy.tolist()}
-        write_checkpoint(checkpoint, run.config, run.split.initial, steps, pending)
+        write_checkpoint(
+            checkpoint, run.config, run.split.initial, steps, pending, run.labeller_name
+        )
     return noisy
 
 
@@ -475,9 +494,10 @@ def _measure(
 
 
 def _acquire(
-    run: _RunState, model: torch.nn.Module, sigma: float, step: int
+    run: _RunState, model: torch.nn.Module, sigmas: tuple[float, float], step: int
 ) -> strategies.Selection:
-    """The strategy's selection of ``acquisition_size`` pool positions at step ``step``."""
+    """The strategy's selection of ``acquisition_size`` pool positions at step ``step``;
+    ``sigmas``: the first model's and this step's uncertainty."""
     config, device, pool = run.config, run.device, run.pool
     n_candidates = min(pool.numel(), config.pool_subset or pool.numel())
     strategy = strategies.get(config.strategy, **config.strategy_kwargs(n_candidates))
@@ -491,7 +511,8 @@ def _acquire(
         x_validation=run.x_val,
         n_mc_samples=config.n_mc_samples,
         batch_size=config.eval_batch_size,
-        sigma=float(sigma),
+        sigma=float(sigmas[1]),
+        sigma_0=float(sigmas[0]),
     )
     return strategies.select_from_pool(strategy, ctx, config.pool_subset)
 

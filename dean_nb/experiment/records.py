@@ -99,7 +99,10 @@ class RunResult:
         steps: ``n_steps + 1`` records, the initial model first.
         initial_indices: the initial labelled set (indices into the training set).
         true_channel: the oracle's channel (K x K, column-stochastic).
-        provenance: package and torch versions, git commit, date, host, device.
+        provenance: package and torch versions, git commit, date, host, device (and, from
+            the loop, ``resumed_from_step`` for a resumed run and ``labeller`` for a run
+            answered by a labeller other than the simulated oracle:
+            :func:`dean_nb.experiment.labellers.recorded_labeller`).
     """
 
     config: ExperimentConfig

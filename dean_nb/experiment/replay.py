@@ -161,7 +161,17 @@ def check_replay(
 
     Returns:
         A :class:`ReplayReport`.
+
+    Raises:
+        ValueError: ``mode`` unknown, or ``stored`` was answered by a labeller of its own
+            (``provenance["labeller"]``): its labels are not the simulated oracle's.
     """
+    labeller = stored.provenance.get("labeller")
+    if labeller is not None:
+        raise ValueError(
+            f"stored was answered by the labeller {labeller!r}, not by the simulated oracle "
+            "that a replay asks: compare it with a run made by the same labeller instead"
+        )
     if mode not in ("auto", "exact", "tolerant"):
         raise ValueError(f"mode must be one of auto, exact, tolerant; got {mode!r}")
     limits = _tolerance_limits(tolerances)

@@ -37,6 +37,9 @@ MAX_WIDTH = 6.88
 MIN_FONT = 9.0
 FONT = 10.0  # default text: titles, labels, ticks
 SMALL = 9.0  # legends, annotations
+# Height in inches (a panel with its title and ticks) that each row of panels keeps beside a
+# legend below them (legend_in).
+_MIN_ROW = 1.5
 
 # One colour per strategy (tab10 order), whatever subset of strategies a frame holds.
 _STRATEGY_ORDER = (
@@ -108,17 +111,55 @@ def panel_grid(n_panels: int, ncols: int, panel_width: float, height: float, sha
 
 
 def legend_in(fig: Figure, spare, handles, labels) -> None:
-    """The legend in a spare grid cell when there is one, else below the panels."""
+    """The legend in a spare grid cell when it fits there, else below the panels.
+
+    The legend is measured: one larger than a grid cell (the figure's size over the grid's
+    rows and columns), e.g. the thirty labelled configurations of a folder of ablations, goes
+    below the panels in as many columns as the figure's width holds, and the figure grows by
+    its height, so that constrained layout never squeezes the panels to nothing (matplotlib's
+    "constrained_layout not applied" warning). A legend below the panels from the start makes
+    the figure grow only where the panels would keep less than 1.5 inches a row. A legend
+    that fits keeps the layout and the figure size it always had.
+
+    Args:
+        fig: a figure of :func:`panel_grid` (constrained layout).
+        spare: its unused grid cells (axes), turned off here.
+        handles, labels: the legend's entries.
+    """
     if not handles:
         return
+    for ax in spare:
+        ax.set_axis_off()
+    width, height = (float(v) for v in fig.get_size_inches())
     if spare:
-        for ax in spare[1:]:
-            ax.set_axis_off()
-        spare[0].set_axis_off()
-        spare[0].legend(handles, labels, loc="center", fontsize=SMALL, frameon=False)
-    else:
-        ncol = 2 if len(labels) > 3 else len(labels)
-        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=SMALL)
+        nrows, ncols = spare[0].get_subplotspec().get_gridspec().get_geometry()
+        legend = spare[0].legend(handles, labels, loc="center", fontsize=SMALL, frameon=False)
+        legend_w, legend_h = _size_inches(fig, legend)
+        if legend_w <= width / ncols and legend_h <= height / nrows:
+            return
+        legend.remove()
+    ncol = 2 if len(labels) > 3 else len(labels)
+    while True:
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=SMALL)
+        legend_w, legend_h = _size_inches(fig, legend)
+        if legend_w <= width or ncol == 1:
+            break
+        legend.remove()
+        ncol -= 1
+    if spare or height - legend_h < _MIN_ROW * _rows(fig):
+        fig.set_size_inches(width, height + legend_h)
+
+
+def _size_inches(fig: Figure, artist) -> tuple[float, float]:
+    """An artist's drawn ``(width, height)`` in inches (its text measured by the renderer)."""
+    box = artist.get_window_extent()
+    return box.width / fig.dpi, box.height / fig.dpi
+
+
+def _rows(fig: Figure) -> int:
+    """The number of rows of panels of a :func:`panel_grid` figure."""
+    specs = [ax.get_subplotspec() for ax in fig.axes if ax.get_subplotspec() is not None]
+    return specs[0].get_gridspec().get_geometry()[0] if specs else 1
 
 
 def as_matrix(name: str, matrix) -> np.ndarray:

@@ -179,6 +179,7 @@ def beta_scale_for(
     centroids from the first batch on. The rule: measure sigma_0 once, on the first model and
     a fixed validation set, then take ``beta_scale_for(sigma_0)``, so that DeAn starts at the
     paper's temperature (``beta_0`` about 13) and cools as sigma falls, through the same map.
+    :class:`DeAnStrategy`'s option ``beta_0`` applies this rule to every run's own first model.
 
     Args:
         sigma_0: the first model's uncertainty, in (0, 1].
@@ -480,6 +481,12 @@ class DeAnStrategy:
             that inverse temperature at every step (annealing off; ``beta_kind`` and
             ``beta_scale`` unused, ``sigma`` not computed for the draw). ``0`` draws uniformly,
             ``inf`` takes the drawn centroids; JSON configs write ``inf`` as ``"inf"``.
+        beta_0: ``None`` (the paper): the scale is ``beta_scale``. A number ``> 0``: the scale
+            is set so that the run's first model gets this ``beta``
+            (:func:`beta_scale_for` of ``ctx.sigma_0``, or of this step's sigma when it is
+            ``None``), and later steps cool from there through the same map: the rule for
+            data unlike the paper's (``PAPER_COLD_START_BETA`` is the paper's start).
+            ``beta_scale`` is then unused; excludes a fixed ``beta``.
     """
 
     name: ClassVar[str] = "dean"
@@ -488,6 +495,7 @@ class DeAnStrategy:
     n_clusters: int | None = None
     linkage: str = "single"
     beta: float | None = None
+    beta_0: float | None = None
 
     def __post_init__(self) -> None:
         check_beta_kind(self.beta_kind)
@@ -497,6 +505,14 @@ class DeAnStrategy:
             check_int_range("n_clusters", self.n_clusters, 1)
         if self.beta is not None:
             object.__setattr__(self, "beta", check_float_range("beta", self.beta, 0.0, math.inf))
+        if self.beta_0 is not None:
+            beta_0 = check_float_range("beta_0", self.beta_0, 0.0, math.inf, low_inclusive=False)
+            if math.isinf(beta_0) or self.beta is not None:
+                raise ValueError(
+                    f"beta_0 must be a finite number > 0 and excludes a fixed beta; got "
+                    f"beta_0={self.beta_0!r}, beta={self.beta!r}"
+                )
+            object.__setattr__(self, "beta_0", beta_0)
 
     def select(self, ctx: AcquisitionContext) -> Selection:
         pool_size, budget = check_context(ctx)
@@ -507,7 +523,7 @@ class DeAnStrategy:
         mean_probs_N_K = probs_T_N_K.mean(dim=0)
         if self.beta is None:
             sigma = self._sigma(ctx, gen)
-            beta = float(beta_from_uncertainty(sigma, self.beta_kind, self.beta_scale))
+            beta = float(beta_from_uncertainty(sigma, self.beta_kind, self._scale(ctx, sigma)))
         else:  # annealing off: sigma is reported when given, never computed
             sigma = None if ctx.sigma is None else check_float_range("sigma", ctx.sigma, 0.0, 1.0)
             beta = self.beta
@@ -523,6 +539,19 @@ class DeAnStrategy:
             sigma=sigma,
             beta=beta,
         )
+
+    def _scale(self, ctx: AcquisitionContext, sigma: float) -> float:
+        """``beta_scale``, or the scale that gives the first model ``beta_0``."""
+        if self.beta_0 is None:
+            return self.beta_scale
+        sigma_0 = sigma if ctx.sigma_0 is None else ctx.sigma_0
+        sigma_0 = check_float_range("sigma_0", sigma_0, 0.0, 1.0)
+        if sigma_0 == 0.0:
+            raise ValueError(
+                "beta_0 needs the first model's sigma_0 > 0; it is 0 (its MC passes vote alike "
+                "on every validation input): give beta_scale or a fixed beta instead"
+            )
+        return beta_scale_for(sigma_0, self.beta_0, self.beta_kind)
 
     @staticmethod
     def _sigma(ctx: AcquisitionContext, generator: torch.Generator) -> float:

@@ -57,6 +57,8 @@ class AcquisitionContext:
         n_mc_samples: number ``T`` of MC-dropout passes (paper: 100).
         batch_size: forward-pass batch size (``None``: the scoring module's default).
         sigma: a precomputed model uncertainty in ``[0, 1]``; ``dean`` computes it when ``None``.
+        sigma_0: the uncertainty of the run's first model (``dean``'s ``beta_0`` option sets
+            its temperature scale from it); ``None``: this step's ``sigma``.
         probs_T_N_K: precomputed MC-dropout samples of the pool (consistent masks for
             ``batchbald``); strategies use them instead of running ``model``.
         probs_N_K: precomputed deterministic predictions of the pool (``entropy``, ``badge``).
@@ -77,6 +79,7 @@ class AcquisitionContext:
     n_mc_samples: int = 100
     batch_size: int | None = None
     sigma: float | None = None
+    sigma_0: float | None = None
     probs_T_N_K: torch.Tensor | None = None
     probs_N_K: torch.Tensor | None = None
     features_N_F: torch.Tensor | None = None
