@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--conv-dropout",
         choices=("channel", "element"),
-        default="element",
+        default="channel",
         help="how the network drops its conv maps (channel: the authors' Dropout2d)",
     )
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)

@@ -28,7 +28,11 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def models():
-    return {arch: build_model(arch, k, c, s, seed=0) for arch, c, s, k, _ in CASES}
+    """The element-wise networks (the ablation; the default is ``channel``)."""
+    return {
+        arch: build_model(arch, k, c, s, seed=0, conv_dropout="element")
+        for arch, c, s, k, _ in CASES
+    }
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +74,25 @@ def test_forward_shapes_and_split(
     assert torch.allclose(model.head[-1](features), logits)
 
 
-def test_paper_dropout_rates_and_first_dense_input(models):
+def test_default_network_is_the_authors():
+    default = build_model("mnist", 10, 1, 28, seed=0)
+    assert type(default.head[0]) is ChannelDropout
+
+
+@pytest.mark.parametrize("network", ["element", "channel"])
+def test_paper_dropout_rates_and_first_dense_input(models, channel_models, network):
+    built = models if network == "element" else channel_models
     rates = {
-        arch: [m.p for m in models[arch].head.modules() if isinstance(m, nn.Dropout)]
-        for arch in models
+        arch: [m.p for m in built[arch].modules() if isinstance(m, _DropoutNd)] for arch in built
     }
     assert rates["mnist"] == [0.25, 0.5]
     assert rates["emnist"] == [0.25, 0.25, 0.5]
     assert rates["cifar10"] == [0.25, 0.25, 0.25, 0.5]
     assert rates["svhn"] == [0.3, 0.3, 0.3, 0.5]
     # MNIST: two valid 4x4 convs then 2x2 pooling: 28 -> 25 -> 22 -> 11, 32 maps.
-    assert models["mnist"].first_dense.in_features == 32 * 11 * 11
+    assert built["mnist"].first_dense.in_features == 32 * 11 * 11
     # CIFAR: three "same" blocks with pooling: 32 -> 4, 128 maps.
-    assert models["cifar10"].first_dense.in_features == 128 * 4 * 4
+    assert built["cifar10"].first_dense.in_features == 128 * 4 * 4
 
 
 def test_dropout_is_active_only_in_training_mode(models):

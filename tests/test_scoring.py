@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dean_nb.learner import mc_dropout
+from dean_nb.learner.masks import dropout_modules
 from dean_nb.learner.mc_dropout import inference_modes, mc_dropout_probs, predict_probs
 from dean_nb.learner.models import build_model
 from dean_nb.runtime import seeded_global_rng
@@ -188,9 +189,8 @@ def test_predict_probs_is_deterministic_softmax(digits_model, x_digits):
 
 def test_without_dropout_noise_sigma_and_bald_vanish(x_digits):
     model = build_model("digits", 10, 1, 8, seed=2)
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
+    for m in dropout_modules(model):
+        m.p = 0.0
     probs = mc_dropout_probs(model, x_digits, 6, generator=0)
     assert torch.allclose(bald(probs), torch.zeros(40), atol=1e-5)
     assert model_uncertainty(model, x_digits, 6, generator=0) == 0.0

@@ -12,7 +12,8 @@ their own pandas:
 - :func:`paired_gaps`, :func:`format_gaps`: many seed-by-seed gaps and their text view;
 - :func:`denoising_gains`: each strategy with and without the denoising layer, paired by seed;
 - :func:`first_batch_balance`: classes in the first acquired batch of each run;
-- :func:`seeds_per_method`, :func:`median_beta`: seed counts and DeAn's temperature per step.
+- :func:`seeds_per_method`, :func:`median_beta`: seed counts and DeAn's temperature per step;
+- :func:`network_comparison`: the same grid on several networks, side by side.
 
 Accuracies are fractions unless a function says ``percent``.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "format_gaps",
     "mean_accuracy",
     "median_beta",
+    "network_comparison",
     "paired_gaps",
     "protocol_table",
     "seeds_per_method",
@@ -245,3 +247,35 @@ def median_beta(df, strategy: str = "dean"):
         index=["epsilon", "method"], columns="step", values="beta", aggfunc="median"
     )
     return betas.dropna(axis=1, how="all")
+
+
+def network_comparison(frames: Mapping[str, object], quoted: Iterable[tuple[float, int, str, str]]):
+    """The same grid made on several networks: one row per network, for the text to compare.
+
+    Args:
+        frames: ``{network name: frame of load_results}``, each holding the quoted methods.
+        quoted: ``(epsilon, n_acquired, method, baseline)`` per gap, as :func:`paired_gaps`.
+
+    Returns:
+        A frame indexed by network name: ``sigma_0``, the mean step-0 sigma of the runs without
+        the denoising layer; ``beta_0``, DeAn's median beta at its first selection (NaN without
+        DeAn runs); then one column per quoted gap, ``"dean - random, ε=0, +20"``, holding the
+        text ``"+1.0 ± 0.3"`` of :func:`format_gaps` (mean and standard error, in points).
+    """
+    import pandas as pd
+
+    quoted = list(quoted)
+    rows = {}
+    for name, df in frames.items():
+        check_columns(df, ("step", "sigma", "denoise", "strategy", "beta"))
+        plain_start = df[(df["step"] == 0) & ~df["denoise"]]
+        dean_start = plain_start[plain_start["strategy"] == "dean"]["beta"]
+        row = {
+            "sigma_0": round(plain_start["sigma"].mean(), 3),
+            "beta_0": round(dean_start.median(), 2),
+        }
+        for (eps, n_acquired, gap_name), g in paired_gaps(df, quoted).items():
+            label = f"{gap_name}, ε={eps:g}, +{n_acquired}"
+            row[label] = f"{100 * g.mean:+.1f} ± {100 * g.stderr:.1f}"
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")

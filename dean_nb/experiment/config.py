@@ -146,7 +146,7 @@ class ExperimentConfig:
     epsilon: float = 0.0
     noise: str | list[list[float]] = DEFAULT_NOISE
     denoise: bool = False
-    conv_dropout: str = "element"
+    conv_dropout: str = "channel"
     model: str | None = None
     initial_per_class: int = 2
     validation_size: int = 100

@@ -379,7 +379,7 @@ def build_model(
     in_channels: int,
     image_size: int | Sequence[int],
     seed: int | None = None,
-    conv_dropout: str = "element",
+    conv_dropout: str = "channel",
 ) -> MCDropoutNet:
     """Build one of the paper's CNNs (appendix B.1), freshly initialised, on the CPU.
 
@@ -477,7 +477,7 @@ def model_from_path(
 
 
 def default_model(
-    num_classes: int, input_shape: Sequence[int], seed: int, conv_dropout: str = "element"
+    num_classes: int, input_shape: Sequence[int], seed: int, conv_dropout: str = "channel"
 ) -> MCDropoutNet:
     """The network for a data set of one's own when no model is named: :func:`build_mlp` for
     feature vectors ``(D,)``, the ``digits`` CNN (:func:`build_model`) for images ``(C, H, W)``.
