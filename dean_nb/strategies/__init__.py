@@ -27,6 +27,8 @@ One module per rule, each holding its algorithm and its registered class:
   the paper's method (sqrt-JS clustering; beta = f(sigma) and the Gibbs sampler).
 - :mod:`~dean_nb.strategies.stochastic`: ``power-bald``, ``softmax-bald``, ``power-entropy``
   (Kirsch et al. 2023).
+- :mod:`~dean_nb.strategies.typiclust`: ``typiclust``, typical points of uncovered k-means
+  clusters (Hacohen et al. 2022), through scikit-activeml.
 
 Returned indices are int64 tensors on the CPU; scores are float tensors ``(P,)`` on the CPU,
 or ``None`` where a strategy has none. The rules are registered here, explicitly, in the order
@@ -60,6 +62,7 @@ from dean_nb.strategies.stochastic import (
     PowerEntropyStrategy,
     SoftmaxBALDStrategy,
 )
+from dean_nb.strategies.typiclust import TypiClustStrategy
 
 __all__ = [
     "AcquisitionContext",
@@ -75,6 +78,7 @@ __all__ = [
     "Selection",
     "SoftmaxBALDStrategy",
     "Strategy",
+    "TypiClustStrategy",
     "available",
     "get",
     "pool_subset_indices",
@@ -97,5 +101,6 @@ for _strategy in (
     PowerBALDStrategy,
     SoftmaxBALDStrategy,
     PowerEntropyStrategy,
+    TypiClustStrategy,
 ):
     register(_strategy)

@@ -45,6 +45,7 @@ PREDICTIONS_NEEDED: dict[str, tuple[str, ...]] = {
     "power-bald": ("probs_T_N_K",),
     "softmax-bald": ("probs_T_N_K",),
     "power-entropy": ("probs_T_N_K",),
+    "typiclust": ("features_N_F",),  # embedding="features"; "pca" needs the inputs
 }
 
 
