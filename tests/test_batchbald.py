@@ -154,3 +154,57 @@ def test_consistent_masks_make_copies_redundant_in_the_joint_information():
     picks, _ = batchbald.batchbald_indices(consistent, 4)  # exact joint entropies
     originals = [int(p) % 20 for p in picks]
     assert len(set(originals)) == len(originals)
+
+
+def _joint_entropies_straightforward(log_config_T_C, probs_T_N_K, sampled):
+    """H(y_batch, y_n) for every candidate: the (n, C, K) joint formed in full, float64."""
+    log_joint_T_C = log_config_T_C.to(torch.float64)
+    p_T_N_K = probs_T_N_K.to(torch.float64)
+    joint_N_C_K = torch.einsum("tc,tnk->nck", log_joint_T_C.exp(), p_T_N_K) / p_T_N_K.shape[0]
+    plogp_N_C = torch.xlogy(joint_N_C_K, joint_N_C_K).sum(dim=2)
+    if not sampled:
+        return -plogp_N_C.sum(dim=1)
+    q_C = log_joint_T_C.exp().mean(dim=0)  # importance weights of the sampled configurations
+    return -(plogp_N_C / (q_C * q_C.numel())).sum(dim=1)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_joint_entropies_with_candidates_match_the_full_joint(random_probs, sampled):
+    probs_T_N_K = random_probs((12, 300, 6), seed=4, temperature=2.0)
+    batch_T_B_K = probs_T_N_K[:, :3]
+    if sampled:
+        configs = batchbald.sample_configurations(batch_T_B_K, 400, make_generator(3))
+        log_config = batchbald.sampled_log_config_probs(batch_T_B_K, configs)
+    else:
+        log_config = batchbald.exact_log_config_probs(batch_T_B_K)
+    expected = _joint_entropies_straightforward(log_config, probs_T_N_K, sampled)
+    for block in (2**12, 2**21):  # the block size changes the cost, never the values
+        got = batchbald.joint_entropies_with_candidates(
+            log_config, probs_T_N_K, sampled=sampled, max_elements=block
+        )
+        assert torch.allclose(got, expected, rtol=1e-10, atol=0)
+
+
+def test_the_first_picks_are_exact_while_the_batch_has_few_configurations(random_probs):
+    # K = 10: the 4th pick's batch has 10^3 configurations, still enumerated at the default 1000
+    probs = random_probs((8, 40, 10), seed=5, temperature=2.0)
+    picks, gains = batchbald.batchbald_indices(probs, 4, generator=make_generator(0))
+    for n in range(1, 5):
+        exact = batchbald.joint_entropy_exact(probs[:, picks[:n]])
+        assert gains[n - 1].item() == pytest.approx(
+            (exact - batchbald.conditional_entropies(probs[:, picks[:n]]).sum()).item(),
+            rel=1e-9,
+        )
+    # ... and with another draw for the sampled steps, the same four picks
+    again, _ = batchbald.batchbald_indices(probs, 4, generator=make_generator(7))
+    assert again.tolist() == picks.tolist()
+
+
+def test_sampled_configurations_are_stratified_over_the_passes():
+    # pass t answers class t with certainty: a configuration names the pass it came from
+    n_passes = 5
+    probs_T_B_K = torch.eye(n_passes, dtype=torch.float64)[:, None, :].repeat(1, 2, 1)
+    configs = batchbald.sample_configurations(probs_T_B_K, 3 * n_passes + 2, make_generator(0))
+    counts = torch.bincount(configs[:, 0], minlength=n_passes)
+    assert counts.sum() == 17 and counts.min() == 3 and counts.max() <= 4  # 3 each, 2 extra
+    assert torch.equal(configs[:, 0], configs[:, 1])  # one pass per configuration

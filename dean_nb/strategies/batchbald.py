@@ -82,15 +82,25 @@ def sample_configurations(
 ) -> torch.Tensor:
     """``(M, B)`` label configurations drawn from the joint ``mean_t prod_i p_t(y_i)``.
 
-    For each sample a pass ``t`` is drawn uniformly, then every ``y_i ~ p_t(y_i)``
-    independently (the joint is a uniform mixture over passes of product distributions).
-    Uniforms come from ``generator`` on its own device, so a CPU generator serves CUDA inputs.
+    The joint is a uniform mixture over passes of product distributions, so the draw is
+    stratified over the passes, as batchbald_redux's: ``M // T`` samples from every pass ``t``
+    (plus ``M mod T`` from passes drawn without replacement), each with every
+    ``y_i ~ p_t(y_i)`` independently. The mixture's weights are unchanged, so the importance
+    weights of :func:`joint_entropies_with_candidates` still apply, with less variance than
+    passes drawn at random. Uniforms come from ``generator`` on its own device, so a CPU
+    generator serves CUDA inputs.
     """
     check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
     n_samples = check_int_range("n_samples", n_samples, 1)
     n_passes, n_points, n_classes = probs_T_B_K.shape
     device = probs_T_B_K.device
-    t_M = torch.randint(n_passes, (n_samples,), generator=generator, device=generator.device)
+    per_pass, extra = divmod(n_samples, n_passes)
+    t_M = torch.cat(
+        [
+            torch.arange(n_passes, device=generator.device).repeat_interleave(per_pass),
+            torch.randperm(n_passes, generator=generator, device=generator.device)[:extra],
+        ]
+    )
     u_M_B = torch.rand(
         n_samples, n_points, generator=generator, device=generator.device, dtype=torch.float64
     )
@@ -115,7 +125,7 @@ def joint_entropies_with_candidates(
     probs_T_N_K: torch.Tensor,
     *,
     sampled: bool,
-    max_elements: int = 2**24,
+    max_elements: int = 2**21,
 ) -> torch.Tensor:
     """``(N,)`` joint entropy ``H(y_batch, y_j)`` for every candidate ``j``, in nats, float64.
 
@@ -125,7 +135,15 @@ def joint_entropies_with_candidates(
             :func:`sampled_log_config_probs` (``sampled=True``: ``M`` configurations drawn
             from the batch's joint by :func:`sample_configurations`).
         probs_T_N_K: candidates' per-pass class probabilities.
-        max_elements: bound on the ``(n, C, K)`` block held at once (candidates are chunked).
+        max_elements: bound on the ``(C, n, K)`` block held at once (candidates are chunked;
+            the default keeps a float64 block within a large cache). The values do not depend
+            on it.
+
+    With ``a[c, n, k] = mean_t w[t, c] p_t(y_n = k)``, ``w = p_t(c) / exp(s_c)`` rescaled by
+    each configuration's largest per-pass probability, ``p(c, k) log p(c, k)`` is
+    ``exp(s_c) (a s_c + a log a)``. The ``a s_c`` part sums over ``k`` to ``q_c s_c``, the same
+    for every candidate, so it is added once; each candidate's block costs one matrix product
+    ``(C, T) @ (T, n K)`` and one ``xlogy``.
     """
     check_ndim("log_config_T_C", log_config_T_C, 2, "(T, C)")
     check_ndim("probs_T_N_K", probs_T_N_K, 3, "(T, N, K)")
@@ -137,31 +155,31 @@ def joint_entropies_with_candidates(
     n_passes, n_configs = log_config_T_C.shape
     _, n_cand, n_classes = probs_T_N_K.shape
     log_config_T_C = log_config_T_C.to(torch.float64)
-    probs_T_N_K = probs_T_N_K.to(device=log_config_T_C.device, dtype=torch.float64)
+    device = log_config_T_C.device
+    probs_T_NK = probs_T_N_K.to(device=device, dtype=torch.float64).reshape(n_passes, -1)
 
     # rescale each configuration by its largest per-pass probability (s_c); impossible
     # configurations (all passes -inf) get weight 0 and never produce inf - inf
     s_C = log_config_T_C.max(dim=0).values
     possible_C = torch.isfinite(s_C)
     s_C = torch.where(possible_C, s_C, torch.zeros_like(s_C))
-    w_T_C = torch.exp(log_config_T_C - s_C)
-    w_T_C = torch.where(possible_C, w_T_C, torch.zeros_like(w_T_C))
+    w_T_C = torch.where(possible_C, torch.exp(log_config_T_C - s_C), 0.0)
+    q_C = w_T_C.mean(dim=0)  # q(c) / exp(s_c); >= 1/T for sampled configurations
     if sampled:
-        q_C = w_T_C.mean(dim=0)  # q(c) / exp(s_c), >= 1/T for sampled configurations
         weight_C = torch.where(possible_C, 1.0 / (n_configs * q_C.clamp_min(1e-300)), 0.0)
     else:
         weight_C = torch.where(possible_C, torch.exp(s_C), torch.zeros_like(s_C))
+    shared = -(weight_C * s_C * q_C).sum()  # the a s_c part, summed over k: every candidate's
 
+    w_C_T = (w_T_C.T / n_passes).contiguous()
     chunk = max(1, max_elements // max(1, n_configs * n_classes))
-    out_N = torch.empty(n_cand, dtype=torch.float64, device=log_config_T_C.device)
+    out_N = torch.empty(n_cand, dtype=torch.float64, device=device)
     for start in range(0, n_cand, chunk):
-        block_T_n_K = probs_T_N_K[:, start : start + chunk]
-        # a_n_C_K = p(c, k) / exp(s_c) for every candidate n in the block
-        a_n_C_K = torch.einsum("tc,tnk->nck", w_T_C, block_T_n_K) / n_passes
-        # p log p = exp(s) * (a * s + a log a)
-        plogp_n_C = (a_n_C_K * s_C[None, :, None] + torch.xlogy(a_n_C_K, a_n_C_K)).sum(dim=2)
-        out_N[start : start + chunk] = -(plogp_n_C * weight_C).sum(dim=1)
-    return out_N
+        stop = min(n_cand, start + chunk)
+        a_C_nK = w_C_T @ probs_T_NK[:, start * n_classes : stop * n_classes]
+        alog_C_n = torch.xlogy(a_C_nK, a_C_nK).view(n_configs, stop - start, n_classes).sum(2)
+        out_N[start:stop] = -(weight_C @ alog_C_n)
+    return out_N + shared
 
 
 def joint_entropy_exact(probs_T_B_K: torch.Tensor) -> torch.Tensor:
@@ -206,20 +224,23 @@ def batchbald_indices(
     max_exact_configurations: int = 1000,
     n_joint_samples: int = 1000,
     generator: torch.Generator | None = None,
-    max_elements: int = 2**24,
+    max_elements: int = 2**21,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy BatchBALD (Kirsch et al. 2019, Alg. 1) over the ``N`` points of ``probs_T_N_K``.
 
     Step ``n`` adds the candidate maximising ``H(y_1..y_n) - sum_i E_w H(y_i | w)``. The joint
-    entropy is exact while ``K^n <= max_exact_configurations``; beyond that ``n_joint_samples``
-    configurations of the current batch are drawn (from ``generator``) at every step.
+    entropy is exact while the batch so far has at most ``max_exact_configurations`` label
+    configurations (``K^(n-1)``; each candidate's ``K`` labels are always enumerated, as in
+    batchbald_redux); beyond that ``n_joint_samples`` configurations of the current batch are
+    drawn (from ``generator``) at every step. With both at 1000 and ``K = 10`` the first four
+    picks are exact, and an exact step costs what a sampled one does.
 
     Returns:
         ``(indices (budget,), gains (budget,))``: the picks in order, and each pick's BatchBALD
         value of the batch up to and including it (float64, nats).
     """
     check_ndim("probs_T_N_K", probs_T_N_K, 3, "(T, N, K)")
-    n_points, n_classes = int(probs_T_N_K.shape[1]), int(probs_T_N_K.shape[2])
+    n_points = int(probs_T_N_K.shape[1])
     budget = check_budget(budget, n_points)
     max_exact_configurations = check_int_range(
         "max_exact_configurations", max_exact_configurations, 1
@@ -236,9 +257,7 @@ def batchbald_indices(
     log_config_T_C: torch.Tensor | None = exact_log_config_probs(probs_T_N_K[:, :0])
     for step in range(budget):
         batch_T_B_K = probs_T_N_K[:, chosen[:step].to(device)]
-        exact = log_config_T_C is not None and log_config_T_C.shape[1] * n_classes <= (
-            max_exact_configurations
-        )
+        exact = log_config_T_C is not None and (log_config_T_C.shape[1] <= max_exact_configurations)
         if exact:
             assert log_config_T_C is not None
             joint_N = joint_entropies_with_candidates(
@@ -275,7 +294,8 @@ class BatchBALDStrategy:
     collapse towards the sum of its BALD scores.
 
     Options:
-        max_exact_configurations: exact joint entropy while ``K^n`` stays at or below this.
+        max_exact_configurations: exact joint entropy while the batch so far has at most this
+            many label configurations (``K^(n-1)`` before pick ``n``).
         n_joint_samples: sampled configurations ``M`` once it does not.
         candidates_per_pick: only the top ``candidates_per_pick * budget`` BALD points are
             candidates (at most the pool); ``None`` makes the whole pool a candidate.
