@@ -328,11 +328,11 @@ def test_widget_answers_path_is_checked_by_name(tmp_path):
     path.write_text(json.dumps(good))
     labeller = WidgetLabeller(names, answers_path=path)
     assert labeller.clicked == {5: 1}
-    for index, label, match in [(-1, 0, "index must be"), ("5", 0, "index must be")]:
-        with pytest.raises(ValueError, match=match):
+    for index, label in [(-1, 0), ("5", 0), (True, 0), (2.5, 0)]:
+        with pytest.raises((TypeError, ValueError), match=r"^index must"):
             labeller.answer(index, label)
-    for label in (3, -1, True, 1.0):
-        with pytest.raises(ValueError, match=r"label must be a class in \[0, 3\)"):
+    for label in (3, -1, True, 1.5):
+        with pytest.raises((TypeError, ValueError), match=r"^label must"):
             labeller.answer(5, label)
     assert json.loads(path.read_text()) == good  # refused answers change nothing
     labeller.answer(np.int64(8), torch.tensor(2))  # numpy's and torch's integers are integers

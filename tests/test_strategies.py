@@ -277,8 +277,8 @@ def test_dean_beta_0_starts_the_run_at_beta_0_and_cools_through_the_map(model, d
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"beta_0": 0.0}, "beta_0 must"),
-        ({"beta_0": math.inf}, "beta_0 must be a finite"),
+        ({"beta_0": 0.0}, "beta_0 must lie in"),
+        ({"beta_0": math.inf}, "beta_0 must lie in"),
         ({"beta_0": 13.4, "beta": 10.0}, "excludes a fixed beta"),
     ],
 )

@@ -23,7 +23,6 @@ simulated oracle names it in its record's provenance and in its checkpoint
 from __future__ import annotations
 
 import json
-import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from dean_nb.experiment.records import atomic_write_json
 from dean_nb.problem.datasets import load_dataset
 from dean_nb.problem.oracle import NoisyOracle
 from dean_nb.runtime import purpose_seed
+from dean_nb.validation import check_int_range
 
 __all__ = [
     "Labeller",
@@ -222,14 +222,11 @@ class WidgetLabeller:
         later answer replaces an earlier one); with ``answers_path``, on disk before it returns.
 
         Raises:
-            ValueError: ``index`` is not an integer >= 0 or ``label`` not a class in ``[0, K)``.
+            TypeError, ValueError: ``index`` is not an integer >= 0 or ``label`` not a class in
+                ``[0, K - 1]`` (:func:`~dean_nb.validation.check_int_range`).
         """
-        k = len(self.class_names)
-        key, value = _integer(index), _integer(label)
-        if key is None or key < 0:
-            raise ValueError(f"index must be a training index (an integer >= 0), got {index!r}")
-        if value is None or not 0 <= value < k:
-            raise ValueError(f"label must be a class in [0, {k}), got {label!r}")
+        key = check_int_range("index", index, 0)
+        value = check_int_range("label", label, 0, len(self.class_names) - 1)
         clicked = {**self.clicked, key: value}
         if self.answers_path is not None:
             self._save(clicked)  # a click that cannot be kept on disk is not kept at all
@@ -263,17 +260,6 @@ class WidgetLabeller:
                 button.button_style = "success" if n == label else ""
 
         return on_click
-
-
-def _integer(value: Any) -> int | None:
-    """``value`` as a Python int when it is an integer (numpy's and torch's included, not a
-    bool), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
 
 
 def _check_answers_path(answers_path: Any) -> Path:

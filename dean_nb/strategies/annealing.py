@@ -506,13 +506,12 @@ class DeAnStrategy:
         if self.beta is not None:
             object.__setattr__(self, "beta", check_float_range("beta", self.beta, 0.0, math.inf))
         if self.beta_0 is not None:
-            beta_0 = check_float_range("beta_0", self.beta_0, 0.0, math.inf, low_inclusive=False)
-            if math.isinf(beta_0) or self.beta is not None:
-                raise ValueError(
-                    f"beta_0 must be a finite number > 0 and excludes a fixed beta; got "
-                    f"beta_0={self.beta_0!r}, beta={self.beta!r}"
-                )
-            object.__setattr__(self, "beta_0", beta_0)
+            if self.beta is not None:
+                raise ValueError("beta_0 (the start of the annealing) excludes a fixed beta")
+            finite = dict(low_inclusive=False, high_inclusive=False)
+            object.__setattr__(
+                self, "beta_0", check_float_range("beta_0", self.beta_0, 0.0, math.inf, **finite)
+            )
 
     def select(self, ctx: AcquisitionContext) -> Selection:
         pool_size, budget = check_context(ctx)
@@ -545,8 +544,7 @@ class DeAnStrategy:
         if self.beta_0 is None:
             return self.beta_scale
         sigma_0 = sigma if ctx.sigma_0 is None else ctx.sigma_0
-        sigma_0 = check_float_range("sigma_0", sigma_0, 0.0, 1.0)
-        if sigma_0 == 0.0:
+        if sigma_0 == 0.0:  # beta_scale_for checks the range; this says why 0 cannot work
             raise ValueError(
                 "beta_0 needs the first model's sigma_0 > 0; it is 0 (its MC passes vote alike "
                 "on every validation input): give beta_scale or a fixed beta instead"
