@@ -5,7 +5,8 @@ std and count over seeds; runs that differ in anything but the seed (and where t
 never averaged together: :func:`load_results` labels them apart and every table keeps them
 apart; frames that would mix them are refused; the committed records need no label (their
 tables are the ones the chapters print); a truncated or foreign JSON file is skipped with a
-warning naming it. Paired gaps are the mean and standard error of per-seed differences, and
+warning naming it. Runs in memory, named by the caller (:func:`runs_frame`), give the frame
+:func:`load_results` gives for the same records, and bad input is named. Paired gaps are the mean and standard error of per-seed differences, and
 ``report`` prints and saves the paper's claims.
 """
 
@@ -28,6 +29,7 @@ from dean_nb.analysis.results import (
     config_id,
     format_summary,
     load_results,
+    runs_frame,
     summary_table,
     uncertainty_table,
 )
@@ -217,6 +219,104 @@ def test_a_stray_json_file_is_skipped_with_a_warning_naming_it(
     if name != "badvalue.json":  # load_run says the same, as an error
         with pytest.raises(ValueError, match=reason):
             load_run(stray)
+
+
+def _by_run(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` in one row order, whatever order its runs came in."""
+    return df.sort_values(["run", "step"], kind="stable").reset_index(drop=True)
+
+
+def _read_named(folder: Path, label) -> dict[str, list[RunResult]]:
+    """Every record of ``folder``, read with :func:`load_run`, under ``label(path, result)``."""
+    named: dict[str, list[RunResult]] = {}
+    for path in sorted(folder.glob("*.json")):
+        result = load_run(path)
+        named.setdefault(label(path, result), []).append(result)
+    return named
+
+
+@pytest.mark.parametrize("folder", ["digits-quick/epochs20", "several configurations"])
+def test_runs_frame_is_the_frame_load_results_gives_the_same_records(
+    tmp_path, fake_results, write_record, folder
+):
+    if folder == "several configurations":  # load_results labels two of them apart
+        folder = tmp_path
+        fake_results(folder)
+        write_record(folder, 0.2, strategy="dean", seed=0, epochs=5)
+    else:
+        folder = BOOK_RESULTS / folder
+        if not any(folder.glob("*.json")):
+            pytest.skip(f"no committed records in {folder}")
+    on_disk = load_results(folder)
+    label_of = dict(zip(on_disk["run"], on_disk["method"], strict=False))
+    # named as load_results labels them: the same frame, row for row once sorted
+    named = _read_named(folder, lambda path, _: label_of[path.stem])
+    in_memory = runs_frame(named)
+    assert list(in_memory.columns) == list(RESULT_COLUMNS)
+    assert in_memory.dtypes.equals(on_disk.dtypes)
+    pd.testing.assert_frame_equal(_by_run(in_memory), _by_run(on_disk))
+    # named by their plain method: equal but for the method where load_results labels apart
+    plain = runs_frame(_read_named(folder, lambda _, result: result.config.method))
+    plain, on_disk = _by_run(plain), _by_run(on_disk)
+    others = [c for c in RESULT_COLUMNS if c != "method"]
+    pd.testing.assert_frame_equal(plain[others], on_disk[others])
+    assert (plain["method"] == _plain(on_disk)).all()
+    differs = plain["method"] != on_disk["method"]
+    assert differs.any() == (folder == tmp_path)
+    assert on_disk.loc[differs, "method"].str.fullmatch(r"dean \[epochs=\d+\]").all()
+
+
+def test_runs_frame_names_runs_as_given_and_in_the_given_order(tmp_path, fake_results):
+    fake_results(tmp_path)
+    runs = [load_run(p) for p in sorted(tmp_path.glob("*.json"))]
+    dean = [r for r in runs if r.config.strategy == "dean" and r.config.epsilon == 0.0]
+    one = next(r for r in runs if r.config.strategy == "random")
+    df = runs_frame({"mine": iter(dean), "one random run": one})  # any iterable, or one run
+    assert list(df.columns) == list(RESULT_COLUMNS)
+    assert list(df["method"]) == ["mine"] * 3 * 3 + ["one random run"] * 3
+    assert list(df["seed"]) == [r.config.seed for r in dean for _ in range(3)] + [0] * 3
+    stems = {p.stem for p in tmp_path.glob("*.json")}
+    assert set(df["run"]) <= stems and df["run"].nunique() == 3 + 1  # the record's file stem
+    assert df.loc[df["method"] == "mine", "config_id"].nunique() == 1
+    assert df["beta"].isna().sum() == 3  # random has no beta
+    summary = summary_table(df)
+    assert set(summary["method"]) == {"mine", "one random run"}
+    assert summary.loc[summary["method"] == "mine", "n"].eq(3).all()
+
+
+@pytest.mark.parametrize(
+    "named, error, message",
+    [
+        ([("dean", None)], TypeError, "named_runs must be a mapping"),
+        ({}, ValueError, "named_runs is empty"),
+        ({1: "run"}, TypeError, "named_runs' keys must be method names"),
+        ({"": "run"}, ValueError, "named_runs has an empty name"),
+        ({"dean": "a path.json"}, TypeError, r"named_runs\['dean'\] must be a RunResult"),
+        ({"dean": {"seed": 0}}, TypeError, r"named_runs\['dean'\] must be a RunResult"),
+        ({"dean": 3}, TypeError, r"named_runs\['dean'\] must be a RunResult"),
+        ({"dean": []}, ValueError, r"named_runs\['dean'\] holds no runs"),
+        ({"dean": ["run", 3]}, TypeError, r"named_runs\['dean'\]\[1\] must be a RunResult"),
+    ],
+)
+def test_runs_frame_names_bad_input(tmp_path, write_record, named, error, message):
+    run = load_run(write_record(tmp_path, 0.9, strategy="dean"))
+
+    def fill(value):  # "run" stands for a real RunResult
+        if value == "run":
+            return run
+        return [fill(v) for v in value] if isinstance(value, list) else value
+
+    if isinstance(named, dict):
+        named = {name: fill(value) for name, value in named.items()}
+    with pytest.raises(error, match=message):
+        runs_frame(named)
+
+
+def test_runs_frame_names_a_malformed_step(tmp_path, write_record):
+    run = load_run(write_record(tmp_path, 0.9, strategy="dean"))
+    run.steps[1].test_accuracy = "high"
+    with pytest.raises(ValueError, match=r"named_runs\['dean'\]\[0\] has a malformed step"):
+        runs_frame({"dean": [run]})
 
 
 def _plain(df: pd.DataFrame) -> list[str]:

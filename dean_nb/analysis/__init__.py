@@ -9,7 +9,8 @@
 - :mod:`~dean_nb.analysis.agreement`, :mod:`~dean_nb.analysis.pick_stats`: two models' scores
   compared; the sampler's picks (perplexity, chi-square fit, diversity).
 
-The names of ``results`` and ``claims`` are re-exported here (``analysis.load_results``).
+The names of ``results`` and ``claims`` are re-exported here (``analysis.load_results``,
+``analysis.runs_frame``).
 """
 
 from dean_nb.analysis.claims import (
@@ -32,6 +33,7 @@ from dean_nb.analysis.results import (
     format_summary,
     label_against,
     load_results,
+    runs_frame,
     summary_table,
     uncertainty_table,
 )
@@ -52,6 +54,7 @@ __all__ = [
     "paired_gap",
     "paper_claims",
     "paper_gap",
+    "runs_frame",
     "settled_against",
     "summary_table",
     "uncertainty_table",

@@ -4,6 +4,7 @@ Chapters 5 and 6 and ``python -m dean_nb report``. :func:`load_results` reads ev
 of a folder (:mod:`dean_nb.experiment.records`) into one tidy :class:`pandas.DataFrame`, one row per run x
 step (:data:`RESULT_COLUMNS`); :func:`config_id` tells repeats of one configuration (which may
 be averaged) from other configurations (which are labelled apart, never mixed).
+:func:`runs_frame` gives the same frame of runs in memory, named by the caller (chapter 8).
 :func:`summary_table` gives the paper's Table-2 view (mean +/- std test accuracy over seeds at
 each number of labels), :func:`format_summary` its text cells, and :func:`uncertainty_table` the
 Table-1 view (mean sigma per step).
@@ -17,10 +18,11 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dean_nb.experiment.config import LOCATION_FIELDS, ExperimentConfig
+from dean_nb.experiment.config import LOCATION_FIELDS, ExperimentConfig, run_key
 from dean_nb.experiment.records import RunResult, load_run
 from dean_nb.problem.noise import noise_label
 from dean_nb.validation import check_columns
@@ -32,6 +34,7 @@ __all__ = [
     "format_summary",
     "label_against",
     "load_results",
+    "runs_frame",
     "summary_table",
     "uncertainty_table",
 ]
@@ -142,19 +145,13 @@ def _method_labels(
     return labels
 
 
-def _record_rows(result: RunResult, path: Path, cid: str) -> list[dict[str, Any]]:
-    """The rows of one run in :func:`load_results`; ``ValueError`` if a step is malformed."""
-    cfg = result.config
+def _step_columns(result: RunResult, source: object) -> list[dict[str, Any]]:
+    """The per-step columns of one run, ``step`` to ``wall_time``; ``ValueError`` naming
+    ``source`` (a record's path, a run's name) if a step is malformed."""
     n0 = result.steps[0].n_labels if result.steps else 0
     try:
         return [
             {
-                "dataset": cfg.dataset,
-                "strategy": cfg.strategy,
-                "denoise": cfg.denoise,
-                "method": cfg.method,
-                "epsilon": cfg.epsilon,
-                "seed": cfg.seed,
                 "step": int(s.step),
                 "n_labels": int(s.n_labels),
                 "n_acquired": int(s.n_labels) - int(n0),
@@ -162,62 +159,35 @@ def _record_rows(result: RunResult, path: Path, cid: str) -> list[dict[str, Any]
                 "sigma": float(s.sigma),
                 "beta": math.nan if s.beta is None else float(s.beta),
                 "wall_time": float(s.wall_time),
-                "run": path.stem,
-                "config_id": cid,
             }
             for s in result.steps
         ]
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{path} has a malformed step ({err})") from None
+        raise ValueError(f"{source} has a malformed step ({err})") from None
 
 
-def load_results(out_dir: str | os.PathLike[str], *, reference: ExperimentConfig | None = None):
-    """Every run JSON in ``out_dir`` as a tidy ``pandas.DataFrame``: one row per run x step.
+def _run_rows(
+    result: RunResult, steps: list[dict[str, Any]], *, method: str, run: str, cid: str
+) -> list[dict[str, Any]]:
+    """The rows of one run in the frame (:data:`RESULT_COLUMNS`): its configuration's columns,
+    the given ``method`` label, ``run`` name and ``config_id``, and its ``steps``
+    (:func:`_step_columns`)."""
+    cfg = result.config
+    head = {
+        "dataset": cfg.dataset,
+        "strategy": cfg.strategy,
+        "denoise": cfg.denoise,
+        "method": method,
+        "epsilon": cfg.epsilon,
+        "seed": cfg.seed,
+    }
+    return [head | step | {"run": run, "config_id": cid} for step in steps]
 
-    Columns: :data:`RESULT_COLUMNS`. ``method`` is ``strategy`` or ``strategy+denoise``;
-    ``n_acquired`` counts labels beyond the initial set; ``beta`` is NaN where undefined;
-    ``run`` is the file stem; ``config_id`` (:func:`config_id`) is equal for runs that differ
-    only in their seed (and where they ran).
 
-    Runs of different configurations are never mixed: where one (dataset, method, epsilon)
-    has runs of several configurations (say ``dean`` with 50 and with 5 epochs), their
-    ``method`` is labelled with the fields that differ (``dean [epochs=5]``,
-    ``dean [epochs=50]``), so every table and figure shows them apart; so are two oracle
-    channels at one noise level (``dean [noise=pairflip]``, ``dean [noise=symmetric]``, a
-    matrix by its hash, ``dean [noise=matrix-1a2b3c4d]``).
-
-    With a ``reference`` configuration (say the preset a chapter is about), labels are relative
-    to it instead: a run that differs from ``reference`` only in the grid's axes (strategy,
-    denoise, epsilon, seed) and where it ran keeps its plain method name, and any other run is
-    labelled with the fields in which it differs from ``reference`` (``dean [beta_scale=1.0]``,
-    ``dean [noise=pairflip]``), whatever else the folder holds.
-
-    Temporary files of an interrupted write are ignored; a file that is not a readable run
-    record (truncated, not JSON, JSON without ``config``) is skipped with a
-    :class:`SkippedRecordWarning` naming it.
-    """
+def _frame(rows: list[dict[str, Any]]):
+    """The rows as the tidy frame: :data:`RESULT_COLUMNS` in order, with their dtypes."""
     import pandas as pd
 
-    folder = Path(out_dir)
-    if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "does not exist"
-        raise FileNotFoundError(f"results folder {folder} {what}")
-    rows: list[dict[str, Any]] = []
-    configs: dict[str, ExperimentConfig] = {}
-    for path in sorted(folder.glob("*.json")):
-        if path.name.startswith("."):
-            continue
-        try:
-            result = load_run(path)
-            cid = config_id(result.config)
-            rows += _record_rows(result, path, cid)
-        except (OSError, ValueError) as err:
-            warnings.warn(f"{err}; skipped it", SkippedRecordWarning, stacklevel=2)
-            continue
-        configs.setdefault(cid, result.config)
-    labels = _method_labels(configs, reference)
-    for row in rows:
-        row["method"] = labels[row["config_id"]]
     df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     return df.astype(
         {
@@ -233,6 +203,131 @@ def load_results(out_dir: str | os.PathLike[str], *, reference: ExperimentConfig
             "wall_time": float,
         }
     )
+
+
+def load_results(out_dir: str | os.PathLike[str], *, reference: ExperimentConfig | None = None):
+    """Every run JSON in ``out_dir`` as a tidy ``pandas.DataFrame``: one row per run x step.
+
+    Columns: :data:`RESULT_COLUMNS`. ``method`` is ``strategy`` or ``strategy+denoise``;
+    ``n_acquired`` counts labels beyond the initial set; ``beta`` is NaN where undefined;
+    ``run`` is the file stem; ``config_id`` (:func:`config_id`) is equal for runs that differ
+    only in their seed (and where they ran). Runs in memory, named by the caller, give the
+    same frame with :func:`runs_frame`.
+
+    Runs of different configurations are never mixed: where one (dataset, method, epsilon)
+    has runs of several configurations (say ``dean`` with 50 and with 5 epochs), their
+    ``method`` is labelled with the fields that differ (``dean [epochs=5]``,
+    ``dean [epochs=50]``), so every table and figure shows them apart; so are two oracle
+    channels at one noise level (``dean [noise=pairflip]``, ``dean [noise=symmetric]``, a
+    matrix by its hash, ``dean [noise=matrix-1a2b3c4d]``).
+
+    With a ``reference`` configuration (say the preset a chapter is about), labels are relative
+    to it instead: a run that differs from ``reference`` only in the grid's axes (strategy,
+    denoise, epsilon, seed) and where it ran keeps its plain method name, and any other run is
+    labelled with the fields in which it differs from ``reference`` (``dean [beta_scale=1.0]``,
+    ``dean [noise=pairflip]``), whatever else the folder holds.
+
+    Temporary files of an interrupted write are ignored; a file that is not a readable run
+    record (truncated, not JSON, JSON without ``config``, a malformed step) is skipped with a
+    :class:`SkippedRecordWarning` naming it.
+    """
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"results folder {folder} {what}")
+    loaded: list[tuple[RunResult, list[dict[str, Any]], str, str]] = []
+    configs: dict[str, ExperimentConfig] = {}
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            result = load_run(path)
+            cid = config_id(result.config)
+            steps = _step_columns(result, path)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{err}; skipped it", SkippedRecordWarning, stacklevel=2)
+            continue
+        loaded.append((result, steps, path.stem, cid))
+        configs.setdefault(cid, result.config)
+    labels = _method_labels(configs, reference)  # every run's configuration is needed
+    rows = [
+        row
+        for result, steps, stem, cid in loaded
+        for row in _run_rows(result, steps, method=labels[cid], run=stem, cid=cid)
+    ]
+    return _frame(rows)
+
+
+def _named_runs(named_runs: Any) -> dict[str, list[RunResult]]:
+    """:func:`runs_frame`'s argument as ``name -> runs``; ``TypeError``/``ValueError`` naming
+    ``named_runs`` (and the entry) for anything else."""
+    expected = "a mapping {name: RunResult or iterable of RunResult}"
+    if not isinstance(named_runs, Mapping):
+        raise TypeError(f"named_runs must be {expected}, got {type(named_runs).__name__}")
+    if not named_runs:
+        raise ValueError(f"named_runs is empty; it must be {expected} with at least one run")
+    named: dict[str, list[RunResult]] = {}
+    for name, value in named_runs.items():
+        if not isinstance(name, str):
+            raise TypeError(f"named_runs' keys must be method names (str), got {name!r}")
+        if not name:
+            raise ValueError("named_runs has an empty name; its keys are the method names")
+        where = f"named_runs[{name!r}]"
+        if isinstance(value, RunResult):
+            named[name] = [value]
+            continue
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+            raise TypeError(
+                f"{where} must be a RunResult or an iterable of them, got {value!r:.80}"
+            )
+        runs = list(value)
+        if not runs:
+            raise ValueError(f"{where} holds no runs")
+        for i, run in enumerate(runs):
+            if not isinstance(run, RunResult):
+                raise TypeError(
+                    f"{where}[{i}] must be a RunResult (what run_active_learning returns), "
+                    f"got {type(run).__name__}"
+                )
+        named[name] = runs
+    return named
+
+
+def runs_frame(named_runs: Mapping[str, RunResult | Iterable[RunResult]]):
+    """Runs in memory, named by the caller, as :func:`load_results`'s tidy frame.
+
+    Args:
+        named_runs: ``{name: runs}``, each value one :class:`~dean_nb.experiment.records.RunResult`
+            (what :func:`~dean_nb.experiment.loop.run_active_learning` returns, or
+            :func:`~dean_nb.experiment.records.load_run` reads) or an iterable of them (say one
+            per seed). The name is the runs' ``method`` in the frame, in tables and in figures.
+
+    Returns:
+        A ``pandas.DataFrame``, one row per run x step, with :func:`load_results`'s columns
+        (:data:`RESULT_COLUMNS`), order and dtypes: ``dataset``, ``strategy``, ``denoise``,
+        ``method`` (the given name), ``epsilon``, ``seed`` (from each run's configuration),
+        ``step``, ``n_labels``, ``n_acquired`` (labels beyond the initial set),
+        ``test_accuracy``, ``sigma``, ``beta`` (NaN where undefined), ``wall_time``, ``run``
+        (:func:`~dean_nb.experiment.config.run_key`: the stem of the run's record file) and
+        ``config_id`` (:func:`config_id`). Rows follow ``named_runs``' order, then each name's
+        runs, then the steps. Records read from a folder give :func:`load_results`'s frame,
+        up to row order and the method labels. :func:`summary_table` averages a name's runs
+        over seeds, and refuses a name that holds runs of several configurations.
+
+    Raises:
+        TypeError: ``named_runs`` is not a mapping, a name is not a string, or a value is
+            neither a ``RunResult`` nor an iterable of them.
+        ValueError: ``named_runs`` is empty, a name is empty or holds no runs, or a run has a
+            malformed step.
+    """
+    named = _named_runs(named_runs)
+    rows: list[dict[str, Any]] = []
+    for name, runs in named.items():
+        for i, result in enumerate(runs):
+            steps = _step_columns(result, f"named_runs[{name!r}][{i}]")
+            run, cid = run_key(result.config), config_id(result.config)
+            rows += _run_rows(result, steps, method=name, run=run, cid=cid)
+    return _frame(rows)
 
 
 def summary_table(df, value: str = "test_accuracy"):
