@@ -6,7 +6,7 @@ over-represents the most likely class. The ``medium`` preset uses T = 20 where t
 100, so chapter 6 asks whether that, rather than the data, makes its first beta high.
 
 For each seed this trains the step-0 model with the loop's own function
-(:func:`dean_nb.experiment.loop.train_step_model`: same split, initial labels, model and training
+(:func:`dean_nb.experiment.step_model.train_step_model`: same split, initial labels, model and training
 seeds), measures sigma with each T several times with different dropout seeds, and prints
 beta = f(sigma) beside it.
 
@@ -29,7 +29,7 @@ import statistics
 import torch
 
 from dean_nb.experiment.config import ExperimentConfig
-from dean_nb.experiment.loop import train_step_model
+from dean_nb.experiment.step_model import train_step_model
 from dean_nb.problem.datasets import load_dataset
 from dean_nb.problem.split import make_split
 from dean_nb.runtime import make_generator

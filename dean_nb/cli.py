@@ -22,7 +22,6 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,16 +37,18 @@ from dean_nb.analysis.results import (
 )
 from dean_nb.experiment.config import (
     DENOISE_SUFFIX,
+    FORWARD_SUFFIX,
     ExperimentConfig,
     file_label,
     method_label,
     parse_override,
+    split_method,
 )
 from dean_nb.experiment.grid import dask_executor, make_grid, result_path, run_grid
 from dean_nb.experiment.loop import check_import_paths
 from dean_nb.experiment.presets import PRESETS, preset_of
 from dean_nb.problem.datasets import DATASETS
-from dean_nb.validation import is_import_path
+from dean_nb.validation import is_import_path, writable_folder_problem
 
 from .plots import learning_curves, uncertainty_curves
 
@@ -116,17 +117,18 @@ def parse_epsilons(text: str) -> list[float]:
 
 
 def parse_strategies(text: str) -> list[str]:
-    """``"dean,dean+denoise,bald"`` -> names, each registered (optionally with ``+denoise``)."""
+    """``"dean,dean+denoise,bald"`` -> names, each registered (optionally with ``+denoise`` or
+    ``+forward``)."""
     names = [p.strip().lower() for p in text.split(",") if p.strip()]
     known = strategies.available()
     if not names:
         raise argparse.ArgumentTypeError(f"no strategy given; choose from {', '.join(known)}")
     for name in names:
-        base = name[: -len(DENOISE_SUFFIX)] if name.endswith(DENOISE_SUFFIX) else name
-        if base not in known:
+        if split_method(name)[0] not in known:
             raise argparse.ArgumentTypeError(
                 f"unknown strategy {name!r}; choose from {', '.join(known)} "
-                f"(append {DENOISE_SUFFIX} to one to train it with the denoising layer)"
+                f"(append {DENOISE_SUFFIX} to one to train it with the denoising layer, "
+                f"{FORWARD_SUFFIX} with forward correction through an estimated channel)"
             )
     return list(dict.fromkeys(names))
 
@@ -215,7 +217,8 @@ def _add_grid_flags(run: argparse.ArgumentParser) -> None:
         default="dean,bald,entropy,random",
         help=(
             f"comma-separated strategy names ({', '.join(strategies.available())}); "
-            "NAME+denoise runs NAME with the denoising layer only"
+            "NAME+denoise runs NAME with the denoising layer only, NAME+forward with forward "
+            "correction through a channel estimated at every step (Patrini et al. 2017)"
         ),
     )
     run.add_argument(
@@ -234,6 +237,15 @@ def _add_grid_flags(run: argparse.ArgumentParser) -> None:
         "FILE.json holding a K x K column-stochastic matrix, T[i][j] = p(answer i | true class "
         "j); a matrix's epsilon is its flip rate 1 - trace(T)/K, so leave --epsilons at 0. "
         "Default: the preset's (symmetric)",
+    )
+    run.add_argument(
+        "--oracle-memory",
+        type=float,
+        default=None,
+        metavar="M",
+        help="share of images whose answer repeats when asked again, in [0, 1]: 1 (the "
+        "default) the paper's resolute noise, 0 a fresh draw from the channel at every "
+        "query; only re-labelling strategies (relabel-majority, activelab) ask again",
     )
     run.add_argument(
         "--denoise",
@@ -346,8 +358,8 @@ def _configs(args: argparse.Namespace, parser: argparse.ArgumentParser):
     # the preset's base config is built (and checked) with the grid's first strategy, so that
     # strategy_options are judged by a strategy of the grid, not by the default one
     first = args.strategies[0]
-    overrides.setdefault("strategy", first.removesuffix(DENOISE_SUFFIX))
-    for field in ("root", "device", "noise", "model"):
+    overrides.setdefault("strategy", split_method(first)[0])
+    for field in ("root", "device", "noise", "model", "oracle_memory"):
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     overrides.update({flag: True for flag in ("download", "quiet") if getattr(args, flag)})
@@ -391,23 +403,6 @@ def _fail(parser: argparse.ArgumentParser, message: str) -> int:
     return 2
 
 
-def _writable_folder_problem(path: Path, flag: str) -> str | None:
-    """``None`` when ``path`` is, or can be made, a folder this process can write files in;
-    otherwise a message naming ``flag`` and the problem. Creates the folder when missing."""
-    if path.exists() and not path.is_dir():
-        return f"{flag} {path} is a file, not a folder"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        # the only sure test (os.access is wrong for root, ACLs, read-only mounts): write.
-        # A dot-file: load_results ignores it should it ever be left behind.
-        fd, probe = tempfile.mkstemp(prefix=".dean_nb_write_test.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        return f"{flag} {path} is not a writable folder ({err.strerror or err})"
-    return None
-
-
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
@@ -416,7 +411,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         check_import_paths(c for c in configs if not result_path(c, args.out).exists())
     except ValueError as err:
         return _fail(parser, str(err))
-    problem = _writable_folder_problem(args.out, "--out")
+    problem = writable_folder_problem(args.out, "--out")
     if problem is not None:
         return _fail(parser, problem)
     done = sum(result_path(c, args.out).exists() for c in configs)
@@ -493,10 +488,14 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         print(f"error: no run files (*.json) in {args.results}", file=sys.stderr)
         return 1
     out = args.out if args.out is not None else args.results
-    problem = _writable_folder_problem(out, "--out" if args.out is not None else "RESULTS")
+    problem = writable_folder_problem(out, "--out" if args.out is not None else "RESULTS")
     if problem is not None:
         return _fail(parser, problem)
-    plain = {method_label(s, d) for s, d in zip(df["strategy"], df["denoise"], strict=True)}
+    plain = {
+        label
+        for s, d in zip(df["strategy"], df["denoise"], strict=True)
+        for label in (method_label(s, d), method_label(s, "forward" if d else False))
+    }
     labelled = sorted(set(df["method"]) - plain)
     if labelled:
         print(

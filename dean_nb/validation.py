@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ __all__ = [
     "check_probabilities",
     "import_callable",
     "is_import_path",
+    "writable_folder_problem",
 ]
 
 
@@ -207,3 +211,22 @@ def import_callable(name: str, path: str) -> Callable:
             f"{name} {path!r}: {attribute!r} is a {type(obj).__name__}, not a function"
         )
     return obj
+
+
+def writable_folder_problem(path: Path, flag: str) -> str | None:
+    """``None`` when ``path`` is, or can be made, a folder this process can write files in;
+    otherwise a message naming ``flag`` and the problem. Creates the folder when missing.
+
+    The command line checks its output folders with it before any run."""
+    if path.exists() and not path.is_dir():
+        return f"{flag} {path} is a file, not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # the only sure test (os.access is wrong for root, ACLs, read-only mounts): write.
+        # A dot-file: load_results ignores it should it ever be left behind.
+        fd, probe = tempfile.mkstemp(prefix=".dean_nb_write_test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"{flag} {path} is not a writable folder ({err.strerror or err})"
+    return None

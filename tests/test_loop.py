@@ -19,8 +19,9 @@ from scipy import stats
 
 from dean_nb import strategies
 from dean_nb.experiment.config import ExperimentConfig
-from dean_nb.experiment.loop import run_active_learning, train_step_model
+from dean_nb.experiment.loop import run_active_learning
 from dean_nb.experiment.records import RunResult, StepRecord
+from dean_nb.experiment.step_model import train_step_model
 from dean_nb.learner import training
 from dean_nb.problem.datasets import load_dataset
 from dean_nb.problem.split import make_split

@@ -28,6 +28,8 @@ ALL_NAMES = (
     "softmax-bald",
     "power-entropy",
     "typiclust",
+    "relabel-majority",
+    "activelab",
 )
 POOL = 60
 BUDGET = 5

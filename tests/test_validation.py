@@ -67,8 +67,8 @@ def test_integers_and_reals_of_other_types_are_accepted_as_python_numbers():
         ({"n_clusters": False}, TypeError, r"^n_clusters must be an integer"),
         ({"pool_subset": True}, TypeError, r"^pool_subset must be an integer"),
         ({"epsilon": True}, TypeError, r"^epsilon must be a real number, got the boolean"),
-        ({"denoise": 1}, TypeError, r"^denoise must be True or False, got 1"),
-        ({"denoise": "no"}, TypeError, r"^denoise must be True or False, got 'no'"),
+        ({"denoise": 1}, TypeError, r"^denoise must be True, False or 'forward', got 1"),
+        ({"denoise": "no"}, ValueError, r"^denoise must be True, False or 'forward', got 'no'"),
         ({"quiet": None}, TypeError, r"^quiet must be True or False"),
         ({"root": 5}, TypeError, r"^root must be a folder path"),
         (

@@ -176,7 +176,7 @@ def _run_rows(
     head = {
         "dataset": cfg.dataset,
         "strategy": cfg.strategy,
-        "denoise": cfg.denoise,
+        "denoise": bool(cfg.denoise),  # the layer or forward correction: ``method`` says which
         "method": method,
         "epsilon": cfg.epsilon,
         "seed": cfg.seed,

@@ -3,7 +3,8 @@
 - :mod:`~dean_nb.experiment.config`: :class:`ExperimentConfig` (every field validated when
   built), run keys; :mod:`~dean_nb.experiment.presets`: the named protocols.
 - :mod:`~dean_nb.experiment.loop`: Algorithms 1 and 2 (:func:`run_active_learning`), with
-  :mod:`~dean_nb.experiment.checkpoint` (resume a killed run).
+  :mod:`~dean_nb.experiment.checkpoint` (resume a killed run) and
+  :mod:`~dean_nb.experiment.step_model` (the model of a step: :func:`train_step_model`).
 - :mod:`~dean_nb.experiment.labellers`: who labels the acquired batches (the simulated
   oracle, a script, a person in a notebook).
 - :mod:`~dean_nb.experiment.records`: run records and their provenance.
@@ -22,7 +23,9 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
+    "DENOISE_CHOICES": "config",
     "DENOISE_SUFFIX": "config",
+    "FORWARD_SUFFIX": "config",
     "LOCATION_FIELDS": "config",
     "ExperimentConfig": "config",
     "method_label": "config",
@@ -36,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "provenance": "records",
     "oracle_answers": "loop",
     "run_active_learning": "loop",
-    "train_step_model": "loop",
+    "train_step_model": "step_model",
     "Labeller": "labellers",
     "LabelsNeeded": "labellers",
     "ScriptedLabeller": "labellers",

@@ -25,6 +25,7 @@ import torch
 
 from dean_nb.experiment.config import ExperimentConfig, run_key
 from dean_nb.experiment.records import StepRecord, atomic_write_json
+from dean_nb.problem.oracle import RelabellingOracle
 
 #: ``format`` of a checkpoint file (:func:`run_active_learning`'s ``checkpoint``).
 CHECKPOINT_FORMAT = "dean_nb.checkpoint/1"
@@ -133,6 +134,16 @@ def _who(labeller: str | None) -> str:
     return "the simulated oracle" if labeller is None else f"labeller {labeller!r}"
 
 
+class ResumedState(NamedTuple):
+    """The loop's state after a checkpoint's finished steps (see :func:`resume_state`)."""
+
+    labelled: torch.Tensor  # (L,) indices into the training set: the initial set, then batches
+    labels: torch.Tensor  # (L,) the labels the model trains on
+    pool: torch.Tensor  # (P,) the remaining pool, in its original order
+    steps: list[StepRecord]
+    acquired_answers: list[list[int]]  # every answer to labelled[len(initial):], in order
+
+
 def resume_state(
     saved: tuple[list[int], list[StepRecord]] | SavedRun,
     config: ExperimentConfig,
@@ -141,13 +152,16 @@ def resume_state(
     answers: torch.Tensor | None,
     y_train: torch.Tensor,
     num_classes: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[StepRecord]]:
-    """``(labelled, labels, pool, steps)`` after a checkpoint's finished steps.
+    oracle: RelabellingOracle | None = None,
+) -> ResumedState:
+    """The loop's state after a checkpoint's finished steps.
 
     Exactly what the loop holds after those steps: the initial set, then each step's batch in
     order (its labels the oracle's ``answers``, checked against the recorded ones; with
     ``answers=None``, a labeller's run, the recorded ``noisy_labels``, which must be classes
-    in ``[0, num_classes)``), and the pool with the batches removed, in its original order.
+    in ``[0, num_classes)``), and the pool with the batches removed, in its original order. A
+    step's re-labels (``relabelled``) are checked against ``oracle`` (required then) and an
+    image's label is the ``oracle``'s vote over its answers.
     Raises ``ValueError`` when the checkpoint disagrees with this run's split or oracle.
     """
     saved_initial, steps = saved[0], saved[1]
@@ -155,16 +169,19 @@ def resume_state(
         raise ValueError("its initial labelled set is not this run's")
     if len(steps) > config.n_steps + 1:
         raise ValueError(f"it holds {len(steps)} steps; the run has {config.n_steps + 1}")
-    labelled = initial.clone()
-    labels = y_train[initial].clone()
-    pool = pool.clone()
+    labelled, labels, pool = initial.clone(), y_train[initial].clone(), pool.clone()
+    acquired: list[list[int]] = []
     for i, record in enumerate(steps):
-        if record.step != i or record.n_labels != labelled.numel():
+        n_answers = sum(len(a) for a in acquired)
+        if record.step != i or record.n_labels != initial.numel() + n_answers:
             raise ValueError(f"its step {i} is not step {i} of this run")
-        budget = config.acquisition_size if i < config.n_steps else 0
+        n_relabelled = len(record.relabelled or [])
+        budget = config.acquisition_size - n_relabelled if i < config.n_steps else 0
         chosen = torch.tensor(record.selected, dtype=torch.int64)
-        if chosen.numel() != budget:
+        if chosen.numel() != budget or budget < 0:
             raise ValueError(f"its step {i} selected {chosen.numel()} images, not {budget}")
+        if n_relabelled:
+            labels = _replay_relabels(record, labelled, labels, acquired, initial.numel(), oracle)
         if not budget:
             continue
         in_pool = torch.isin(pool, chosen)
@@ -175,8 +192,37 @@ def resume_state(
             raise ValueError(f"its step {i} true labels are not this run's")
         labelled = torch.cat([labelled, chosen])
         labels = torch.cat([labels, noisy])
+        acquired.extend([int(v)] for v in noisy)
         pool = pool[~in_pool]
-    return labelled, labels, pool, steps
+    return ResumedState(labelled, labels, pool, steps, acquired)
+
+
+def _replay_relabels(
+    record: StepRecord,
+    labelled: torch.Tensor,
+    labels: torch.Tensor,
+    acquired: list[list[int]],
+    n_initial: int,
+    oracle: RelabellingOracle | None,
+) -> torch.Tensor:
+    """A finished step's re-labels, checked against the oracle: ``acquired`` grows in place,
+    the new labels (votes) come back."""
+    if oracle is None:
+        raise ValueError(f"its step {record.step} re-labels images, and no oracle replays them")
+    given = record.relabel_answers or []
+    if len(given) != len(record.relabelled):
+        raise ValueError(f"its step {record.step} re-labels are not one answer per image")
+    position = {int(image): p for p, image in enumerate(labelled[n_initial:].tolist())}
+    labels = labels.clone()
+    for image, answer in zip(record.relabelled, given, strict=True):
+        if image not in position:
+            raise ValueError(f"its step {record.step} re-labels an image it never acquired")
+        answers = acquired[position[image]]
+        if oracle.answer(image, len(answers)) != answer:
+            raise ValueError(f"its step {record.step} re-labels are not this run's oracle's")
+        answers.append(int(answer))
+        labels[n_initial + position[image]] = oracle.vote(image, answers)
+    return labels
 
 
 def _recorded_answers(

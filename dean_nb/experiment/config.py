@@ -43,7 +43,9 @@ from dean_nb.problem.noise import (
 from dean_nb.validation import check_float_range, check_int_range, is_import_path
 
 __all__ = [
+    "DENOISE_CHOICES",
     "DENOISE_SUFFIX",
+    "FORWARD_SUFFIX",
     "LEGACY_CONV_DROPOUT",
     "LOCATION_FIELDS",
     "ExperimentConfig",
@@ -51,12 +53,21 @@ __all__ = [
     "method_label",
     "parse_override",
     "run_key",
+    "split_method",
 ]
 
 
 #: Suffix of a strategy name in :func:`dean_nb.experiment.grid.make_grid` (and the CLI) that switches
 #: denoising on.
 DENOISE_SUFFIX = "+denoise"
+
+#: Suffix of a strategy name that trains it with forward correction through an estimated
+#: channel (``denoise="forward"``).
+FORWARD_SUFFIX = "+forward"
+
+#: The values of ``ExperimentConfig.denoise``: no noise model, the paper's learned layer
+#: (``True``), or forward correction through a channel estimated at every step.
+DENOISE_CHOICES: tuple[bool | str, ...] = (False, True, "forward")
 
 
 #: The ``conv_dropout`` of every configuration written before the field existed: a stored
@@ -106,7 +117,15 @@ class ExperimentConfig:
             given as a list of lists or as the path of a JSON file (``*.json``) holding one.
             A file is read and checked when the configuration is built and the matrix kept
             in its place, so the run key and the record depend on the entries, not the path.
-        denoise: train through a learned noisy-channel layer (section 4, Algorithm 2).
+        denoise: ``True``: train through a learned noisy-channel layer (section 4, Algorithm
+            2); ``"forward"``: forward correction (Patrini et al. 2017): every step first trains
+            a plain model, estimates the channel from its anchor points
+            (:func:`dean_nb.learner.forward.anchor_channel`) and trains the step's model again
+            through that fixed estimate; ``False``: neither.
+        oracle_memory: the share of images whose answer repeats when asked again, in
+            ``[0, 1]`` (:class:`dean_nb.problem.oracle.RelabellingOracle`): 1, the paper's
+            resolute noise and the default, repeats every answer; 0 draws a fresh answer from
+            the channel at every query. Only re-labelling strategies ask again.
         conv_dropout: how the network drops its convolutional maps
             (:data:`dean_nb.learner.models.CONV_DROPOUTS`): ``"channel"``, whole maps, as the authors'
             code does (the default); ``"element"``, single activations, as the records made
@@ -145,7 +164,8 @@ class ExperimentConfig:
     strategy_options: dict[str, Any] = field(default_factory=dict)
     epsilon: float = 0.0
     noise: str | list[list[float]] = DEFAULT_NOISE
-    denoise: bool = False
+    denoise: bool | str = False
+    oracle_memory: float = 1.0
     conv_dropout: str = "channel"
     model: str | None = None
     initial_per_class: int = 2
@@ -185,11 +205,7 @@ class ExperimentConfig:
                 f"(num_classes, input_shape, seed) -> nn.Module; got {self.model!r}"
             )
         _check_strategy_name(self.strategy)
-        for name in ("download", "denoise", "quiet"):
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name} must be True or False, got {value!r}")
-            object.__setattr__(self, name, bool(value))
+        self._check_flags()
         if self.root is not None:
             root = os.fspath(self.root) if isinstance(self.root, os.PathLike) else self.root
             if not isinstance(root, str):
@@ -241,9 +257,23 @@ class ExperimentConfig:
                 object.__setattr__(self, "device", str(device))
         # JSON round-trips floats and ints; keep the dataclass in canonical types (adding 0.0
         # turns -0.0 into 0.0, so ``--epsilons -0`` finds the runs of ``0``)
-        for name in ("epsilon", "beta_scale", "lr", "weight_decay"):
+        check_float_range("oracle_memory", self.oracle_memory, 0.0, 1.0)  # before the float()
+        for name in ("epsilon", "beta_scale", "lr", "weight_decay", "oracle_memory"):
             object.__setattr__(self, name, float(getattr(self, name)) + 0.0)
         self._check_strategy_options()
+
+    def _check_flags(self) -> None:
+        """``download`` and ``quiet`` are booleans; ``denoise`` a boolean or ``"forward"``."""
+        if self.denoise != "forward":
+            if not isinstance(self.denoise, (bool, np.bool_)):
+                error = ValueError if isinstance(self.denoise, str) else TypeError
+                raise error(f"denoise must be True, False or 'forward', got {self.denoise!r}")
+            object.__setattr__(self, "denoise", bool(self.denoise))
+        for name in ("download", "quiet"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
 
     def _check_noise(self) -> None:
         """Resolve ``noise`` (a file is read into its matrix) and check ``epsilon`` against it:
@@ -353,10 +383,10 @@ class ExperimentConfig:
     # -- JSON -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict of every field, but three that records written before them lack:
+        """A JSON-safe dict of every field, but four that records written before them lack:
         ``noise`` when it is the default ``"symmetric"``, ``conv_dropout`` when it is
-        ``"element"`` (every network before the field existed) and ``model`` when it is
-        ``None``. Those records read back unchanged, with the same run keys (:meth:`from_dict`
+        ``"element"`` (every network before the field existed), ``oracle_memory`` when it is
+        1 and ``model`` when it is ``None``. Those records read back unchanged, with the same run keys (:meth:`from_dict`
         fills them in)."""
         fields = dataclasses.asdict(self)
         if fields["model"] is None:
@@ -365,6 +395,8 @@ class ExperimentConfig:
             del fields["noise"]
         if fields["conv_dropout"] == LEGACY_CONV_DROPOUT:
             del fields["conv_dropout"]
+        if fields["oracle_memory"] == 1.0:
+            del fields["oracle_memory"]
         return fields
 
     @classmethod
@@ -423,9 +455,23 @@ def _check_strategy_name(name: str) -> str:
     return name
 
 
-def method_label(strategy: str, denoise: bool) -> str:
-    """``"dean"`` or ``"dean+denoise"``: how tables and plots name a strategy."""
+def method_label(strategy: str, denoise: bool | str) -> str:
+    """``"dean"``, ``"dean+denoise"`` or ``"dean+forward"``: how tables and plots name a
+    strategy."""
+    if denoise == "forward":
+        return f"{strategy}{FORWARD_SUFFIX}"
     return f"{strategy}{DENOISE_SUFFIX}" if denoise else strategy
+
+
+def split_method(name: str) -> tuple[str, bool | str | None]:
+    """The inverse of :func:`method_label`: ``"dean+denoise"`` -> ``("dean", True)``,
+    ``"dean+forward"`` -> ``("dean", "forward")``, ``"dean"`` -> ``("dean", None)`` (no
+    suffix: the grid's ``denoise_options`` decide)."""
+    if name.endswith(DENOISE_SUFFIX):
+        return name[: -len(DENOISE_SUFFIX)], True
+    if name.endswith(FORWARD_SUFFIX):
+        return name[: -len(FORWARD_SUFFIX)], "forward"
+    return name, None
 
 
 def file_label(dataset: str) -> str:
@@ -484,6 +530,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         if base is bool:
             low = raw.lower()
+            if key == "denoise" and low == "forward":
+                return key, "forward"
             if low in ("true", "yes", "1", "on"):
                 return key, True
             if low in ("false", "no", "0", "off"):

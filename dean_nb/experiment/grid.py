@@ -62,7 +62,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dean_nb.experiment.checkpoint import partial_path
-from dean_nb.experiment.config import DENOISE_SUFFIX, ExperimentConfig, run_key
+from dean_nb.experiment.config import ExperimentConfig, run_key, split_method
 from dean_nb.experiment.locks import (
     DEFAULT_STALE_AFTER,
     RunLock,
@@ -96,18 +96,19 @@ def make_grid(
     """Every combination of strategy x epsilon x denoise x seed on top of ``base``.
 
     A strategy written ``"name+denoise"`` runs with denoising only (whatever
-    ``denoise_options`` says), so ``["dean", "dean+denoise", "bald"]`` with
+    ``denoise_options`` says), ``"name+forward"`` with forward correction only, so ``["dean", "dean+denoise", "bald"]`` with
     ``denoise_options=(False,)`` gives DeAn with and without the channel and plain BALD.
     Duplicates are dropped; the order is epsilon, seed, strategy, denoise.
     """
     if not strategies or not epsilons or not denoise_options or not seeds:
         raise ValueError("strategies, epsilons, denoise_options and seeds must be non-empty")
-    parsed: list[tuple[str, tuple[bool, ...]]] = []
+    parsed: list[tuple[str, tuple[bool | str, ...]]] = []
     for name in strategies:
-        if name.endswith(DENOISE_SUFFIX):
-            parsed.append((name[: -len(DENOISE_SUFFIX)], (True,)))
+        base_name, denoise = split_method(name)
+        if denoise is None:
+            parsed.append((base_name, tuple(bool(d) for d in denoise_options)))
         else:
-            parsed.append((name, tuple(bool(d) for d in denoise_options)))
+            parsed.append((base_name, (denoise,)))
     configs: list[ExperimentConfig] = []
     seen: set[tuple] = set()
     for eps in epsilons:

@@ -8,7 +8,7 @@ of section 4):
    class), a fixed validation set and the pool (:func:`dean_nb.problem.split.make_split`; the
    same split for every strategy at a given seed);
 2. at every step: build a fresh model, train it from scratch on the labelled set
-   (:func:`train_step_model`; through a :class:`dean_nb.learner.denoise.NoisyChannel` when
+   (:func:`~dean_nb.experiment.step_model.train_step_model`; through a :class:`dean_nb.learner.denoise.NoisyChannel` when
    ``denoise``; the base model is what gets scored, selects and is evaluated), record its
    clean test accuracy and its uncertainty ``sigma`` (mean variation ratio on the validation
    set);
@@ -65,10 +65,10 @@ from dean_nb.experiment.checkpoint import (
 from dean_nb.experiment.config import ExperimentConfig
 from dean_nb.experiment.labellers import check_answers, draw_oracle_answers, recorded_labeller
 from dean_nb.experiment.records import RunResult, StepRecord, provenance
+from dean_nb.experiment.step_model import step_network, train_step_model
 from dean_nb.learner import training
-from dean_nb.learner.denoise import NoisyChannel
-from dean_nb.learner.models import arch_for_dataset, build_model, default_model, model_from_path
 from dean_nb.problem.datasets import Dataset, load_dataset
+from dean_nb.problem.oracle import RelabellingOracle
 from dean_nb.problem.split import Split, make_split
 from dean_nb.runtime import make_generator, purpose_seed, resolve_device, torch_threads
 from dean_nb.strategies import scoring
@@ -78,7 +78,6 @@ __all__ = [
     "check_import_paths",
     "oracle_answers",
     "run_active_learning",
-    "train_step_model",
 ]
 
 
@@ -123,7 +122,7 @@ def _check_network(config: ExperimentConfig, data: Dataset) -> None:
     field = "model" if config.model is not None else "dataset"
     path = config.model if config.model is not None else config.dataset
     try:
-        model = _step_network(config, data.num_classes, data.input_shape, seed=0).eval()
+        model = step_network(config, data.num_classes, data.input_shape, seed=0).eval()
         with torch.no_grad():
             logits = model(data.x_train[:2])
     except ValueError as err:
@@ -138,22 +137,6 @@ def _check_network(config: ExperimentConfig, data: Dataset) -> None:
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"{field} {path!r}: the network must give logits {expected}, got {got}")
-
-
-def _step_network(
-    config: ExperimentConfig, num_classes: int, input_shape: tuple[int, ...], seed: int
-) -> torch.nn.Module:
-    """A fresh network: ``config.model``'s factory, else the built-in data set's architecture,
-    else (one's own data) :func:`dean_nb.learner.models.default_model`."""
-    if config.model is not None:
-        return model_from_path(config.model, num_classes, input_shape, seed)
-    if not is_import_path(config.dataset):
-        c, h, w = input_shape
-        arch = arch_for_dataset(config.dataset)
-        return build_model(
-            arch, num_classes, c, (h, w), seed=seed, conv_dropout=config.conv_dropout
-        )
-    return default_model(num_classes, input_shape, seed, config.conv_dropout)
 
 
 def oracle_answers(config: ExperimentConfig) -> torch.Tensor:
@@ -220,64 +203,21 @@ def run_active_learning(
     if not isinstance(config, ExperimentConfig):
         raise TypeError(f"config must be an ExperimentConfig, got {type(config).__name__}")
     check_import_paths([config])
+    if labeller is not None and _relabels(config):
+        raise ValueError(
+            f"strategy {config.strategy!r} asks about labelled images again, which only the "
+            "simulated oracle answers (labeller=None); a labeller answers each image once"
+        )
     show = (not config.quiet) if progress is None else bool(progress)
     path = None if checkpoint is None else Path(checkpoint)
     with torch_threads(config.num_threads):
         return _run(config, show, on_step, path, labeller)
 
 
-def train_step_model(
-    config: ExperimentConfig,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_classes: int,
-    step: int,
-    device: torch.device,
-) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """Train step ``step``'s model from scratch, as the active-learning loop does.
-
-    The network, its initial weights and the minibatch order come from ``config.seed`` and
-    ``step`` (see :func:`purpose_seed`), so the model of a step depends only on the labelled
-    set, not on the strategy that chose it.
-
-    Args:
-        config: the run's configuration (the network: ``model``, else the data set's;
-            epochs, lr, weight decay, batch size, ``denoise``).
-        x: labelled items ``(L, ...)`` (images ``(L, C, H, W)``) on ``device``.
-        y: their (possibly noisy) labels ``(L,)`` on ``device``.
-        num_classes: K.
-        step: 0 for the model on the initial labels, then 1, 2, ...
-        device: where to train.
-
-    Returns:
-        ``(model, channel)``: the base model in eval mode, and the trained
-        :class:`dean_nb.learner.denoise.NoisyChannel` when ``config.denoise`` (else ``None``).
-    """
-    train_kwargs: dict[str, Any] = {
-        "epochs": config.epochs,
-        "lr": config.lr,
-        "weight_decay": config.weight_decay,
-    }
-    if config.batch_size is not None:
-        train_kwargs["batch_size"] = config.batch_size
-    seed = config.seed
-    shape = tuple(int(n) for n in x.shape[1:])
-    model = _step_network(config, num_classes, shape, purpose_seed(seed, f"model:{step}"))
-    model = model.to(device)
-    channel = None
-    if config.denoise:
-        channel = NoisyChannel(num_classes).to(device)
-    training.train_model(
-        model,
-        x,
-        y,
-        training.TrainConfig(**train_kwargs),
-        channel=channel,
-        device=device,
-        generator=make_generator(purpose_seed(seed, f"train:{step}")),
-        progress=False,
-    )
-    return model.eval(), channel
+def _relabels(config: ExperimentConfig) -> bool:
+    """Whether the run's strategy may ask about labelled images again."""
+    strategy = strategies.get(config.strategy, **config.strategy_kwargs(1))
+    return bool(getattr(strategy, "relabels", False))
 
 
 def _run(
@@ -305,6 +245,7 @@ def _run(
                 run.num_classes,
                 step,
                 run.device,
+                **({"x_unlabelled": run.x_val} if config.denoise == "forward" else {}),
             )
             record = _measure(run, model, channel, step)
             if step < config.n_steps:
@@ -359,6 +300,8 @@ class _RunState:
     labelled: torch.Tensor  # (L,) indices into x_train
     labels: torch.Tensor  # (L,) labels the model trains on
     pool: torch.Tensor  # (P,) remaining pool indices
+    oracle: RelabellingOracle  # answers when an image is asked again
+    acquired_answers: list[list[int]]  # every answer to labelled[n_initial:], in order
     labeller: Callable[[torch.Tensor, torch.Tensor], Any] | None = None
     labeller_name: str | None = None  # recorded_labeller(labeller)
     pending: dict[str, Any] | None = None  # a checkpoint's answers to the next batch
@@ -366,6 +309,15 @@ class _RunState:
     @property
     def num_classes(self) -> int:
         return self.data.num_classes
+
+    @property
+    def n_initial(self) -> int:
+        return self.split.initial.numel()
+
+    @property
+    def n_labels(self) -> int:
+        """Labels paid for: the initial set's and every answer since."""
+        return self.n_initial + sum(len(a) for a in self.acquired_answers)
 
 
 def _prepare(config: ExperimentConfig) -> _RunState:
@@ -386,6 +338,7 @@ def _prepare(config: ExperimentConfig) -> _RunState:
             f"images of {config.dataset} after the initial and validation sets)"
         )
     x_train = data.x_train.to(device)
+    true_channel, answers = config.oracle_channel(), oracle_answers(config)
     return _RunState(
         config=config,
         device=device,
@@ -395,11 +348,15 @@ def _prepare(config: ExperimentConfig) -> _RunState:
         x_test=data.x_test.to(device),
         y_test=data.y_test.to(device),
         x_val=x_train[split.validation.to(device)],
-        true_channel=config.oracle_channel(),
-        answers=oracle_answers(config),
+        true_channel=true_channel,
+        answers=answers,
         labelled=split.initial.clone(),
         labels=data.y_train[split.initial].clone(),
         pool=split.pool.clone(),
+        oracle=RelabellingOracle(
+            true_channel, answers, data.y_train, config.oracle_memory, config.seed
+        ),
+        acquired_answers=[],
     )
 
 
@@ -416,7 +373,7 @@ def _restore(run: _RunState, checkpoint: Path | None) -> list[StepRecord]:
     check_labeller(checkpoint, saved, run.labeller_name)
     try:
         answers = run.answers if run.labeller is None else None
-        run.labelled, run.labels, run.pool, steps = resume_state(
+        state = resume_state(
             saved,
             run.config,
             run.split.initial,
@@ -424,6 +381,7 @@ def _restore(run: _RunState, checkpoint: Path | None) -> list[StepRecord]:
             answers,
             run.data.y_train,
             num_classes=run.num_classes,
+            oracle=run.oracle,
         )
     except ValueError as err:
         warnings.warn(
@@ -432,8 +390,10 @@ def _restore(run: _RunState, checkpoint: Path | None) -> list[StepRecord]:
             stacklevel=4,
         )
         return []
+    run.labelled, run.labels, run.pool = state.labelled, state.labels, state.pool
+    run.acquired_answers = state.acquired_answers
     run.pending = saved.pending
-    return steps
+    return state.steps
 
 
 def _ask(
@@ -480,9 +440,11 @@ def _measure(
         batch_size=config.eval_batch_size,
         generator=make_generator(purpose_seed(config.seed, f"sigma:{step}")),
     )
+    n_images = int(run.labelled.numel())
     return StepRecord(
         step=step,
-        n_labels=int(run.labelled.numel()),
+        n_labels=run.n_labels,
+        n_images=None if n_images == run.n_labels else n_images,
         test_accuracy=float(accuracy),
         sigma=float(sigma),
         channel=(
@@ -513,8 +475,24 @@ def _acquire(
         batch_size=config.eval_batch_size,
         sigma=float(sigmas[1]),
         sigma_0=float(sigmas[0]),
+        **_relabel_context(run),
     )
     return strategies.select_from_pool(strategy, ctx, config.pool_subset)
+
+
+def _relabel_context(run: _RunState) -> dict[str, torch.Tensor]:
+    """What a strategy may ask about again: every acquired image (``x_relabel``), its answers
+    so far (``answers_R_A``, ``-1`` padded) and its training label (``labels_R``)."""
+    acquired = run.labelled[run.n_initial :]
+    width = max((len(a) for a in run.acquired_answers), default=1)
+    answers_R_A = torch.full((acquired.numel(), width), -1, dtype=torch.int64)
+    for row, given in enumerate(run.acquired_answers):
+        answers_R_A[row, : len(given)] = torch.tensor(given, dtype=torch.int64)
+    return {
+        "x_relabel": run.x_train[acquired.to(run.device)],
+        "answers_R_A": answers_R_A,
+        "labels_R": run.labels[run.n_initial :].clone(),
+    }
 
 
 def _commit_batch(
@@ -525,9 +503,12 @@ def _commit_batch(
 ) -> None:
     """Record the selected images and their labels (``noisy``, the labeller's, else the
     oracle's), move them to the labelled set."""
+    relabel = _relabel_positions(run, selection)
     chosen_pos = selection.indices.detach().to("cpu", torch.int64)
-    _check_selection(chosen_pos, run.pool.numel(), run.config.acquisition_size)
-    chosen = run.pool[chosen_pos]  # (b,) indices into x_train
+    _check_selection(chosen_pos, run.pool.numel(), run.config.acquisition_size - relabel.numel())
+    chosen = run.pool[chosen_pos]  # (b - r,) indices into x_train
+    if relabel.numel():
+        _relabel(run, record, relabel)
     if noisy is None:
         noisy = run.answers[chosen]
     record.selected = chosen.tolist()
@@ -537,9 +518,42 @@ def _commit_batch(
 
     run.labelled = torch.cat([run.labelled, chosen])
     run.labels = torch.cat([run.labels, noisy])
+    run.acquired_answers.extend([int(v)] for v in noisy)
     keep = torch.ones(run.pool.numel(), dtype=torch.bool)
     keep[chosen_pos] = False
     run.pool = run.pool[keep]
+
+
+def _relabel_positions(run: _RunState, selection: strategies.Selection) -> torch.Tensor:
+    """``selection.relabel`` checked: distinct positions into the acquired images."""
+    if selection.relabel is None:
+        return torch.empty(0, dtype=torch.int64)
+    relabel = selection.relabel.detach().to("cpu", torch.int64).reshape(-1)
+    n_acquired = run.labelled.numel() - run.n_initial
+    if relabel.numel() > run.config.acquisition_size:
+        raise RuntimeError(
+            f"strategy re-labels {relabel.numel()} images; the budget is "
+            f"{run.config.acquisition_size} answers"
+        )
+    if relabel.numel() and (int(relabel.min()) < 0 or int(relabel.max()) >= n_acquired):
+        raise RuntimeError(f"strategy re-labels positions outside [0, {n_acquired - 1}]")
+    if torch.unique(relabel).numel() != relabel.numel():
+        raise RuntimeError("strategy re-labels one image twice in a step")
+    return relabel
+
+
+def _relabel(run: _RunState, record: StepRecord, relabel: torch.Tensor) -> None:
+    """Ask the oracle again about the acquired images at ``relabel``; their training labels
+    become the vote over all their answers."""
+    images = run.labelled[run.n_initial + relabel]
+    new_answers = []
+    for position, image in zip(relabel.tolist(), images.tolist(), strict=True):
+        given = run.acquired_answers[position]
+        given.append(run.oracle.answer(image, len(given)))
+        new_answers.append(given[-1])
+        run.labels[run.n_initial + position] = run.oracle.vote(image, given)
+    record.relabelled = images.tolist()
+    record.relabel_answers = new_answers
 
 
 def _check_selection(indices: torch.Tensor, pool_size: int, budget: int) -> None:

@@ -61,8 +61,19 @@ class StepRecord:
         noisy_labels: the oracle's answers for ``selected``.
         true_labels: the clean labels of ``selected``.
         channel: the learned channel ``W`` (K x K, ``W[i, j] = p(y'=i | y=j)``) when
-            denoising, else ``None``.
+            denoising (with ``denoise="forward"``, the step's anchor-point estimate), else
+            ``None``.
         wall_time: seconds the step took (training, evaluation, sigma, selection).
+        relabelled: the labelled images this step asked about again (indices into the
+            training set), in the order chosen; ``None`` (left out of the JSON) when the
+            strategy re-labels nothing, as every record before re-labelling existed.
+        relabel_answers: the oracle's new answers for ``relabelled``.
+        n_images: the number of distinct images the step's model trained on, where it
+            differs from ``n_labels`` (re-labelled images count once here, once per answer
+            there); ``None`` (left out) otherwise.
+
+    ``n_labels`` counts labels paid for: the initial labels and every answer since, so runs
+    that re-label and runs that do not are compared at an equal number of answers.
     """
 
     step: int
@@ -75,11 +86,19 @@ class StepRecord:
     true_labels: list[int] = field(default_factory=list)
     channel: list[list[float]] | None = None
     wall_time: float = 0.0
+    relabelled: list[int] | None = None
+    relabel_answers: list[int] | None = None
+    n_images: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (``inf`` beta is written as the string ``"inf"``)."""
+        """A JSON-safe dict (``inf`` beta is written as the string ``"inf"``; the re-labelling
+        fields are left out when ``None``, so a run that re-labels nothing is written as
+        before they existed)."""
         data = dataclasses.asdict(self)
         data["beta"] = _float_to_json(self.beta)
+        for name in ("relabelled", "relabel_answers", "n_images"):
+            if data[name] is None:
+                del data[name]
         return data
 
     @classmethod

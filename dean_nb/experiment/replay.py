@@ -33,6 +33,8 @@ import torch
 from dean_nb.experiment.config import ExperimentConfig
 from dean_nb.experiment.loop import oracle_answers
 from dean_nb.experiment.records import RunResult, provenance
+from dean_nb.problem.datasets import load_dataset
+from dean_nb.problem.oracle import RelabellingOracle
 from dean_nb.runtime import resolve_device
 
 __all__ = [
@@ -190,10 +192,7 @@ def check_replay(
     first_stored, first_fresh = stored.steps[0].selected, fresh.steps[0].selected
     if first_fresh != first_stored:
         fail(f"the first acquisition differs ({len(set(first_fresh) - set(first_stored))} picks)")
-    divergence = next(
-        (i for i, (a, b) in enumerate(zip(fresh.selected, stored.selected, strict=True)) if a != b),
-        None,
-    )
+    divergence = _first_divergence(_questions(fresh), _questions(stored))
     acc_gaps = [
         abs(a.test_accuracy - b.test_accuracy)
         for a, b in zip(fresh.steps, stored.steps, strict=True)
@@ -216,6 +215,26 @@ def check_replay(
         max_sigma_gap=max(sigma_gaps),
         mislabelled=int(mislabelled),
     )
+
+
+def _questions(run: RunResult) -> list[tuple[str, int]]:
+    """Every question of a run in order: ``("again", image)`` for a step's re-labels, then
+    ``("new", image)`` for its batch."""
+    return [
+        question
+        for step in run.steps
+        for question in [("again", i) for i in step.relabelled or []]
+        + [("new", i) for i in step.selected]
+    ]
+
+
+def _first_divergence(a: list, b: list) -> int | None:
+    """The first position where ``a`` and ``b`` differ (the shorter one's end if one is a
+    prefix of the other), ``None`` where they are equal."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
 
 
 def _tolerance_limits(tolerances: dict[str, float] | None) -> dict[str, float]:
@@ -250,12 +269,30 @@ def _check_oracle(
     answers: torch.Tensor,
     fail: Callable[[str], NoReturn],
 ) -> None:
-    """Every noisy label of either run must be the oracle's answer for its image."""
+    """Every noisy label of either run must be the oracle's answer for its image, and every
+    re-label the answer of the oracle's memory (:class:`RelabellingOracle`) to that question."""
+    oracle = None
     for name, run in (("stored", stored), ("re-made", fresh)):
         picks = torch.tensor(run.selected, dtype=torch.int64)
         noisy = torch.tensor([n for s in run.steps for n in s.noisy_labels], dtype=torch.int64)
         if not torch.equal(answers[picks], noisy):
             fail(f"the {name} run's noisy labels are not the oracle's answers")
+        if not any(s.relabelled for s in run.steps):
+            continue
+        if oracle is None:
+            config = stored.config
+            data = load_dataset(config.dataset, root=config.root, download=config.download)
+            oracle = RelabellingOracle(
+                config.oracle_channel(), answers, data.y_train, config.oracle_memory, config.seed
+            )
+        asked: dict[int, int] = {}
+        for step in run.steps:
+            for image, answer in zip(
+                step.relabelled or [], step.relabel_answers or [], strict=True
+            ):
+                asked[image] = asked.get(image, 1) + 1
+                if oracle.answer(image, asked[image] - 1) != answer:
+                    fail(f"the {name} run's re-labels are not the oracle's answers")
 
 
 def _check_exact(

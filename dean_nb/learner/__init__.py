@@ -4,4 +4,5 @@
 - :mod:`~dean_nb.learner.mc_dropout`: T stochastic passes, independent or consistent masks.
 - :mod:`~dean_nb.learner.training`: fit from scratch, evaluate.
 - :mod:`~dean_nb.learner.denoise`: the noisy-channel layer of section 4.2.
+- :mod:`~dean_nb.learner.forward`: forward loss correction with an anchor-point channel estimate.
 """

@@ -11,12 +11,13 @@ import math
 
 import torch
 
-from dean_nb.runtime import GeneratorLike, make_generator
+from dean_nb.runtime import GeneratorLike, make_generator, purpose_seed
 from dean_nb.validation import check_float_range, check_int_range, check_label_range
 
 __all__ = [
     "COLUMN_SUM_ATOL",
     "NoisyOracle",
+    "RelabellingOracle",
     "channel_information_bits",
     "check_channel",
     "columns_off_one",
@@ -123,6 +124,82 @@ class NoisyOracle:
         columns = self.matrix.T[y.cpu().long()]  # (N, K): p(y' | y) for each item
         noisy = torch.multinomial(columns, 1, generator=self.generator).squeeze(1)
         return noisy.to(y.device)
+
+
+class RelabellingOracle:
+    """The simulated oracle asked again about images it has answered (issue 22's premise test).
+
+    The paper takes the noise to be *resolute*: asking again repeats the mistake. Real
+    annotators sit between that and a fresh draw at every query (a confusing image against a
+    slip). Here a share ``memory`` of the images repeat themselves: image ``i`` does with
+    probability ``memory`` (one Bernoulli draw per image from the generator of purpose
+    ``"oracle-memory"``; none is drawn at ``memory = 1``). The first answer to every image is
+    ``first_answers[i]``, the oracle's answer drawn up front as without re-labelling. A later
+    answer repeats it for an image that repeats itself; for the others, the ``r``-th answer
+    (``r >= 1`` earlier answers) is a fresh draw from the channel's column of the true class,
+    from a generator of its own (purpose ``"oracle:{i}:{r}"``), so whichever strategy asks,
+    the ``r``-th answer to image ``i`` is the same: common random numbers.
+
+    Args:
+        matrix: ``(K, K)`` column-stochastic channel, ``matrix[i, j] = p(y'=i | y=j)``.
+        first_answers: ``(N,)`` the oracle's first answer to every image.
+        y_true: ``(N,)`` the true classes.
+        memory: share of images whose answer repeats, in ``[0, 1]``.
+        seed: the run's seed (the purposes above are derived from it).
+    """
+
+    def __init__(
+        self,
+        matrix: torch.Tensor,
+        first_answers: torch.Tensor,
+        y_true: torch.Tensor,
+        memory: float,
+        seed: int,
+    ) -> None:
+        self.matrix = check_channel(matrix)
+        self.num_classes = k = int(self.matrix.shape[0])
+        self.memory = check_float_range("memory", memory, 0.0, 1.0)
+        first = torch.as_tensor(first_answers).reshape(-1).to("cpu", torch.int64)
+        truth = torch.as_tensor(y_true).reshape(-1).to("cpu", torch.int64)
+        if first.shape != truth.shape:
+            raise ValueError(
+                f"first_answers and y_true must have one shape (N,), got {tuple(first.shape)} "
+                f"and {tuple(truth.shape)}"
+            )
+        check_label_range("first_answers", first, k)
+        check_label_range("y_true", truth, k)
+        self.first_answers, self.y_true = first, truth
+        self.seed = check_int_range("seed", seed, 0)
+        n = first.numel()
+        if self.memory == 1.0:
+            self.repeats_N = torch.ones(n, dtype=torch.bool)
+        else:
+            gen = make_generator(purpose_seed(self.seed, "oracle-memory"))
+            self.repeats_N = torch.rand(n, generator=gen, dtype=torch.float64) < self.memory
+
+    def answer(self, image: int, asked_before: int) -> int:
+        """The answer to ``image`` (an index into the training split) asked for the
+        ``asked_before + 1``-th time."""
+        image = check_int_range("image", image, 0, self.first_answers.numel() - 1)
+        asked_before = check_int_range("asked_before", asked_before, 0)
+        if asked_before == 0 or bool(self.repeats_N[image]):
+            return int(self.first_answers[image])
+        gen = make_generator(purpose_seed(self.seed, f"oracle:{image}:{asked_before}"))
+        column = self.matrix[:, int(self.y_true[image])]
+        return int(torch.multinomial(column, 1, generator=gen))
+
+    def vote(self, image: int, answers: list[int]) -> int:
+        """The label an image trains on: the majority of its ``answers``; a tie is broken
+        uniformly at random, by a generator of the image and its number of answers (purpose
+        ``"vote:{image}:{n}"``), so the same answers give the same label in every run of a
+        seed. One answer is its own label (nothing is drawn)."""
+        if not answers:
+            raise ValueError(f"image {image} has no answers to vote on")
+        if len(answers) == 1:
+            return int(answers[0])
+        votes_V_1 = torch.tensor(answers, dtype=torch.int64)[:, None]
+        gen = make_generator(purpose_seed(self.seed, f"vote:{image}:{len(answers)}"))
+        return int(majority_vote(votes_V_1, self.num_classes, gen)[0])
 
 
 def empirical_channel(

@@ -29,6 +29,9 @@ One module per rule, each holding its algorithm and its registered class:
   (Kirsch et al. 2023).
 - :mod:`~dean_nb.strategies.typiclust`: ``typiclust``, typical points of uncovered k-means
   clusters (Hacohen et al. 2022), through scikit-activeml.
+- :mod:`~dean_nb.strategies.relabel`: ``relabel-majority`` and ``activelab`` (Goh and Mueller
+  2023, through cleanlab), which may spend the budget on asking about labelled images again
+  (``Selection.relabel``).
 
 Returned indices are int64 tensors on the CPU; scores are float tensors ``(P,)`` on the CPU,
 or ``None`` where a strategy has none. The rules are registered here, explicitly, in the order
@@ -50,6 +53,7 @@ from dean_nb.strategies.base import (
 )
 from dean_nb.strategies.batchbald import BatchBALDStrategy
 from dean_nb.strategies.coreset import CoresetStrategy
+from dean_nb.strategies.relabel import ActiveLabStrategy, RelabelMajorityStrategy
 from dean_nb.strategies.select import select_batch, select_from_predictions
 from dean_nb.strategies.simple import (
     BALDStrategy,
@@ -66,6 +70,7 @@ from dean_nb.strategies.typiclust import TypiClustStrategy
 
 __all__ = [
     "AcquisitionContext",
+    "ActiveLabStrategy",
     "BALDStrategy",
     "BadgeStrategy",
     "BatchBALDStrategy",
@@ -75,6 +80,7 @@ __all__ = [
     "PowerBALDStrategy",
     "PowerEntropyStrategy",
     "RandomStrategy",
+    "RelabelMajorityStrategy",
     "Selection",
     "SoftmaxBALDStrategy",
     "Strategy",
@@ -102,5 +108,7 @@ for _strategy in (
     SoftmaxBALDStrategy,
     PowerEntropyStrategy,
     TypiClustStrategy,
+    RelabelMajorityStrategy,
+    ActiveLabStrategy,
 ):
     register(_strategy)

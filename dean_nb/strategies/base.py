@@ -64,6 +64,13 @@ class AcquisitionContext:
         probs_N_K: precomputed deterministic predictions of the pool (``entropy``, ``badge``).
         features_N_F, features_labelled_M_F: precomputed penultimate features of the pool and
             of the labelled set (``coreset``, ``badge``).
+        x_relabel: ``(R, C, H, W)`` labelled images the oracle may be asked about again (the
+            loop offers every acquired image; the clean initial set is not offered);
+            ``None`` or empty: nothing may be re-labelled.
+        answers_R_A: ``(R, A)`` int64 answers given so far to ``x_relabel``, ``-1`` where an
+            image has fewer than ``A`` (every image has at least one).
+        labels_R: ``(R,)`` int64 labels the model trained on for ``x_relabel`` (the majority
+            of each image's answers).
 
     With predictions given, ``model`` and ``x_pool`` may be ``None``
     (:func:`dean_nb.strategies.select.select_from_predictions`).
@@ -84,6 +91,9 @@ class AcquisitionContext:
     probs_N_K: torch.Tensor | None = None
     features_N_F: torch.Tensor | None = None
     features_labelled_M_F: torch.Tensor | None = None
+    x_relabel: torch.Tensor | None = None
+    answers_R_A: torch.Tensor | None = None
+    labels_R: torch.Tensor | None = None
 
 
 @dataclass
@@ -99,12 +109,16 @@ class Selection:
         sigma: the model uncertainty used (``dean`` only; ``None`` with a fixed ``beta`` and
             no ``ctx.sigma``, where none is needed).
         beta: the inverse temperature used (``dean`` only: ``f(sigma)`` or the fixed one).
+        relabel: ``(r,)`` int64 distinct indices into ``ctx.x_relabel``: the labelled images
+            to ask about again (re-labelling strategies only; ``None``: none). A step's
+            budget counts answers, so ``indices`` then holds ``budget - r`` pool points.
     """
 
     indices: torch.Tensor
     scores: torch.Tensor | None = None
     sigma: float | None = None
     beta: float | None = None
+    relabel: torch.Tensor | None = None
 
 
 @runtime_checkable

@@ -46,6 +46,9 @@ PREDICTIONS_NEEDED: dict[str, tuple[str, ...]] = {
     "softmax-bald": ("probs_T_N_K",),
     "power-entropy": ("probs_T_N_K",),
     "typiclust": ("features_N_F",),  # embedding="features"; "pca" needs the inputs
+    # from predictions nothing labelled is offered again: BALD and ActiveLab on the pool
+    "relabel-majority": ("probs_T_N_K",),
+    "activelab": ("probs_T_N_K",),
 }
 
 
