@@ -344,3 +344,72 @@ def test_a_relabelling_record_replays_and_a_forged_relabel_is_caught(forgetful_r
     step.relabel_answers[0] = (step.relabel_answers[0] + 1) % K
     with pytest.raises(ReplayMismatch, match="re-labels are not the oracle's"):
         check_replay(forged, again, mode="tolerant")
+
+
+# -- out-of-sample predictions ----------------------------------------------------------------
+
+
+def test_an_items_out_of_fold_prediction_never_saw_its_label():
+    from dean_nb.experiment.step_model import out_of_fold_probs
+
+    config = ExperimentConfig.preset("digits", "quick", **RUN)
+    data = load_dataset("digits")
+    x, y = data.x_train[:160], data.y_train[:160]
+    fixed, folded = (x[:40], y[:40]), (x[40:], y[40:])
+    probs = out_of_fold_probs(config, fixed, folded, K, 1, torch.device("cpu"), 3)
+    assert probs.shape == (120, K) and probs.dtype == torch.float64
+    torch.testing.assert_close(probs.sum(1), torch.ones(120, dtype=torch.float64))
+    forged = folded[1].clone()
+    forged[7] = (forged[7] + 1) % K
+    again = out_of_fold_probs(config, fixed, (folded[0], forged), K, 1, torch.device("cpu"), 3)
+    # row 7 came from the model of its fold, which trained without it: unchanged, bit for bit
+    assert torch.equal(again[7], probs[7])
+    assert not torch.equal(again, probs)  # the other folds' models did see the forged label
+    with pytest.raises(ValueError, match="n_folds"):
+        out_of_fold_probs(config, fixed, folded, K, 1, torch.device("cpu"), 1)
+
+
+def test_relabel_folds_are_validated_and_left_out_of_old_run_keys():
+    config = ExperimentConfig(strategy="activelab", quiet=True)
+    assert "relabel_folds" not in config.to_dict()
+    assert config.replace(relabel_folds=3).to_dict()["relabel_folds"] == 3
+    with pytest.raises(ValueError, match="relabel_folds"):
+        config.replace(relabel_folds=1)
+    with pytest.raises(ValueError, match="relabel_folds"):
+        config.replace(relabel_folds=-2)
+
+
+def test_given_out_of_sample_predictions_replace_the_models_own(model, relabel_ctx_fields):
+    from cleanlab.multiannotator import get_active_learning_scores
+
+    probs_R_K = torch.softmax(torch.randn(15, K, generator=make_generator(3)), 1).double()
+    ctx = dataclasses.replace(
+        ctx_of(model, relabel_ctx_fields, budget=12), probs_relabel_R_K=probs_R_K
+    )
+    selection = strategies.get("activelab").select(ctx)
+    pool = mc_probs(ctx, ctx.x_pool, make_generator(0)).mean(0).double()  # nothing else drawn
+    answers = ctx.answers_R_A.double().numpy()
+    answers[answers < 0] = np.nan
+    scores_R, scores_N = get_active_learning_scores(
+        answers, probs_R_K.numpy(), (pool / pool.sum(1, keepdim=True)).numpy()
+    )
+    lowest = np.argsort(np.concatenate([scores_R, scores_N]), kind="stable")[:12]
+    assert sorted(selection.relabel.tolist()) == sorted(i for i in lowest if i < 15)
+    bad = dataclasses.replace(ctx, probs_relabel_R_K=torch.ones(15, K))
+    with pytest.raises(ValueError, match="probs_relabel_R_K"):
+        strategies.get("relabel-majority").select(bad)
+
+
+def test_the_loop_hands_out_of_fold_predictions_to_the_strategy(monkeypatch):
+    seen = []
+    real = strategies.ActiveLabStrategy.select
+
+    def spy(self, ctx):
+        seen.append(ctx.probs_relabel_R_K)
+        return real(self, ctx)
+
+    monkeypatch.setattr(strategies.ActiveLabStrategy, "select", spy)
+    settings = RUN | {"strategy": "activelab", "strategy_options": {}, "n_steps": 2}
+    run_active_learning(ExperimentConfig.preset("digits", "quick", relabel_folds=2, **settings))
+    assert seen[0] is None  # step 0: nothing acquired yet
+    assert seen[1].shape == (20, K)

@@ -126,6 +126,11 @@ class ExperimentConfig:
             ``[0, 1]`` (:class:`dean_nb.problem.oracle.RelabellingOracle`): 1, the paper's
             resolute noise and the default, repeats every answer; 0 draws a fresh answer from
             the channel at every query. Only re-labelling strategies ask again.
+        relabel_folds: how the re-labelling strategies see the acquired images: 0 (the
+            default), the step model's own MC-dropout predictions; ``k >= 2``, out-of-sample
+            predictions by ``k``-fold cross-validation
+            (:func:`dean_nb.experiment.step_model.out_of_fold_probs`; ``k`` more trainings a
+            step), as ActiveLab assumes.
         conv_dropout: how the network drops its convolutional maps
             (:data:`dean_nb.learner.models.CONV_DROPOUTS`): ``"channel"``, whole maps, as the authors'
             code does (the default); ``"element"``, single activations, as the records made
@@ -166,6 +171,7 @@ class ExperimentConfig:
     noise: str | list[list[float]] = DEFAULT_NOISE
     denoise: bool | str = False
     oracle_memory: float = 1.0
+    relabel_folds: int = 0
     conv_dropout: str = "channel"
     model: str | None = None
     initial_per_class: int = 2
@@ -230,6 +236,9 @@ class ExperimentConfig:
         self._check_int("epochs", 1)
         self._check_int("n_mc_samples", 2)
         self._check_int("n_clusters", 1, optional=True)
+        self._check_int("relabel_folds", 0)
+        if self.relabel_folds == 1:
+            raise ValueError("relabel_folds must be 0 (no cross-validation) or at least 2, got 1")
         if self.conv_dropout not in CONV_DROPOUTS:
             raise ValueError(
                 f"conv_dropout must be one of {', '.join(CONV_DROPOUTS)}; got {self.conv_dropout!r}"
@@ -383,10 +392,10 @@ class ExperimentConfig:
     # -- JSON -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict of every field, but four that records written before them lack:
+        """A JSON-safe dict of every field, but five that records written before them lack:
         ``noise`` when it is the default ``"symmetric"``, ``conv_dropout`` when it is
         ``"element"`` (every network before the field existed), ``oracle_memory`` when it is
-        1 and ``model`` when it is ``None``. Those records read back unchanged, with the same run keys (:meth:`from_dict`
+        1, ``relabel_folds`` when it is 0 and ``model`` when it is ``None``. Those records read back unchanged, with the same run keys (:meth:`from_dict`
         fills them in)."""
         fields = dataclasses.asdict(self)
         if fields["model"] is None:
@@ -395,8 +404,9 @@ class ExperimentConfig:
             del fields["noise"]
         if fields["conv_dropout"] == LEGACY_CONV_DROPOUT:
             del fields["conv_dropout"]
-        if fields["oracle_memory"] == 1.0:
-            del fields["oracle_memory"]
+        for name, default in (("oracle_memory", 1.0), ("relabel_folds", 0)):
+            if fields[name] == default:
+                del fields[name]
         return fields
 
     @classmethod

@@ -65,7 +65,7 @@ from dean_nb.experiment.checkpoint import (
 from dean_nb.experiment.config import ExperimentConfig
 from dean_nb.experiment.labellers import check_answers, draw_oracle_answers, recorded_labeller
 from dean_nb.experiment.records import RunResult, StepRecord, provenance
-from dean_nb.experiment.step_model import step_network, train_step_model
+from dean_nb.experiment.step_model import out_of_fold_probs, step_network, train_step_model
 from dean_nb.learner import training
 from dean_nb.problem.datasets import Dataset, load_dataset
 from dean_nb.problem.oracle import RelabellingOracle
@@ -302,6 +302,7 @@ class _RunState:
     pool: torch.Tensor  # (P,) remaining pool indices
     oracle: RelabellingOracle  # answers when an image is asked again
     acquired_answers: list[list[int]]  # every answer to labelled[n_initial:], in order
+    relabels: bool  # whether the strategy may ask again (_relabels)
     labeller: Callable[[torch.Tensor, torch.Tensor], Any] | None = None
     labeller_name: str | None = None  # recorded_labeller(labeller)
     pending: dict[str, Any] | None = None  # a checkpoint's answers to the next batch
@@ -357,6 +358,7 @@ def _prepare(config: ExperimentConfig) -> _RunState:
             true_channel, answers, data.y_train, config.oracle_memory, config.seed
         ),
         acquired_answers=[],
+        relabels=_relabels(config),
     )
 
 
@@ -475,24 +477,39 @@ def _acquire(
         batch_size=config.eval_batch_size,
         sigma=float(sigmas[1]),
         sigma_0=float(sigmas[0]),
-        **_relabel_context(run),
+        **_relabel_context(run, step),
     )
     return strategies.select_from_pool(strategy, ctx, config.pool_subset)
 
 
-def _relabel_context(run: _RunState) -> dict[str, torch.Tensor]:
+def _relabel_context(run: _RunState, step: int) -> dict[str, torch.Tensor]:
     """What a strategy may ask about again: every acquired image (``x_relabel``), its answers
-    so far (``answers_R_A``, ``-1`` padded) and its training label (``labels_R``)."""
+    so far (``answers_R_A``, ``-1`` padded), its training label (``labels_R``) and, with
+    ``config.relabel_folds`` and a re-labelling strategy, out-of-fold predictions
+    (``probs_relabel_R_K``)."""
     acquired = run.labelled[run.n_initial :]
     width = max((len(a) for a in run.acquired_answers), default=1)
     answers_R_A = torch.full((acquired.numel(), width), -1, dtype=torch.int64)
     for row, given in enumerate(run.acquired_answers):
         answers_R_A[row, : len(given)] = torch.tensor(given, dtype=torch.int64)
-    return {
+    context = {
         "x_relabel": run.x_train[acquired.to(run.device)],
         "answers_R_A": answers_R_A,
         "labels_R": run.labels[run.n_initial :].clone(),
     }
+    folds = min(run.config.relabel_folds, acquired.numel())
+    if folds >= 2 and run.relabels:
+        labels = run.labels.to(run.device)
+        context["probs_relabel_R_K"] = out_of_fold_probs(
+            run.config,
+            (run.x_train[run.split.initial.to(run.device)], labels[: run.n_initial]),
+            (context["x_relabel"], labels[run.n_initial :]),
+            run.num_classes,
+            step,
+            run.device,
+            folds,
+        )
+    return context
 
 
 def _commit_batch(

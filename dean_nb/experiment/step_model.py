@@ -4,7 +4,8 @@ Chapter "Experiments". :func:`train_step_model` is what the active-learning loop
 (:mod:`dean_nb.experiment.loop`) trains at every step, and what the chapters call to train the
 very model of a run's step: the plain network, the network under the paper's denoising layer
 (``denoise=True``), or forward correction through an estimated channel (``denoise="forward"``).
-:func:`step_network` builds the untrained network (the data set's architecture, a reader's
+:func:`out_of_fold_probs` predicts labelled items by models that did not train on them
+(cross-validation, for the re-labelling strategies). :func:`step_network` builds the untrained network (the data set's architecture, a reader's
 ``model`` factory, or the default for one's own data).
 """
 
@@ -19,9 +20,10 @@ from dean_nb.learner import forward, mc_dropout, training
 from dean_nb.learner.denoise import NoisyChannel
 from dean_nb.learner.models import arch_for_dataset, build_model, default_model, model_from_path
 from dean_nb.runtime import make_generator, purpose_seed
-from dean_nb.validation import is_import_path
+from dean_nb.validation import check_int_range, is_import_path
 
 __all__ = [
+    "out_of_fold_probs",
     "step_network",
     "train_step_model",
 ]
@@ -114,3 +116,49 @@ def train_step_model(
         return trained(channel), channel
     channel = NoisyChannel(num_classes).to(device) if config.denoise else None
     return trained(channel), channel
+
+
+def out_of_fold_probs(
+    config: ExperimentConfig,
+    fixed: tuple[torch.Tensor, torch.Tensor],
+    folded: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    step: int,
+    device: torch.device,
+    n_folds: int,
+) -> torch.Tensor:
+    """Out-of-sample predictions of labelled items, by ``n_folds``-fold cross-validation.
+
+    A model that trained on an item has mostly learned its label, wrong or not: its own
+    prediction says little about whether the label is right. ActiveLab (and cleanlab's
+    label-quality scores generally) want predictions of a model that did not see the item.
+    The ``folded`` items ``(x (R, ...), y (R,))`` are dealt into ``n_folds`` folds by a
+    seeded permutation (purpose ``"folds:{step}"``); fold ``f``'s items are predicted by the
+    step's model (:func:`train_step_model`, the same recipe) trained on the ``fixed`` items
+    (the clean initial set, in every fold) and the other folds, as the mean of
+    ``config.n_mc_samples`` MC-dropout passes (purpose ``"folds:{step}:{f}"``).
+
+    Returns:
+        ``(R, K)`` float64 predictions on the CPU, row ``r`` for ``folded``'s item ``r``.
+    """
+    x_folded, y_folded = folded
+    n = int(x_folded.shape[0])
+    n_folds = check_int_range("n_folds", n_folds, 2, max(n, 2))
+    gen = make_generator(purpose_seed(config.seed, f"folds:{step}"))
+    fold_R = torch.empty(n, dtype=torch.int64)
+    fold_R[torch.randperm(n, generator=gen)] = torch.arange(n) % n_folds
+    probs_R_K = torch.empty(n, num_classes, dtype=torch.float64)
+    for f in range(n_folds):
+        held = fold_R == f
+        x = torch.cat([fixed[0], x_folded[~held.to(x_folded.device)]])
+        y = torch.cat([fixed[1], y_folded[~held.to(y_folded.device)]])
+        model, _ = train_step_model(config, x, y, num_classes, step, device)
+        passes = mc_dropout.mc_dropout_probs(
+            model,
+            x_folded[held.to(x_folded.device)],
+            config.n_mc_samples,
+            batch_size=config.eval_batch_size,
+            generator=make_generator(purpose_seed(config.seed, f"folds:{step}:{f}")),
+        )
+        probs_R_K[held] = passes.mean(0).to("cpu", torch.float64)
+    return probs_R_K

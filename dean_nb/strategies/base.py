@@ -71,6 +71,9 @@ class AcquisitionContext:
             image has fewer than ``A`` (every image has at least one).
         labels_R: ``(R,)`` int64 labels the model trained on for ``x_relabel`` (the majority
             of each image's answers).
+        probs_relabel_R_K: ``(R, K)`` predictions of ``x_relabel`` to use instead of the
+            model's own (out-of-sample ones, by cross-validation); ``None``: the mean of the
+            model's MC-dropout passes.
 
     With predictions given, ``model`` and ``x_pool`` may be ``None``
     (:func:`dean_nb.strategies.select.select_from_predictions`).
@@ -94,6 +97,7 @@ class AcquisitionContext:
     x_relabel: torch.Tensor | None = None
     answers_R_A: torch.Tensor | None = None
     labels_R: torch.Tensor | None = None
+    probs_relabel_R_K: torch.Tensor | None = None
 
 
 @dataclass

@@ -20,7 +20,10 @@ set is never asked about again.
   answer to an image is cleanlab's annotator column ``r`` (one oracle asked repeatedly).
 
 Both score the acquired images' MC-dropout passes first and then the pool's, from
-``ctx.generator``; the model's prediction is the mean of ``ctx.n_mc_samples`` passes.
+``ctx.generator``; the model's prediction is the mean of ``ctx.n_mc_samples`` passes. A model
+that trained on an image has mostly learned its label, wrong or not, and ActiveLab assumes
+out-of-sample predictions: ``ctx.probs_relabel_R_K`` gives those instead (the loop computes
+them by cross-validation with ``ExperimentConfig.relabel_folds``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from dean_nb.strategies.base import (
     pool_mc_probs,
     top_k_indices,
 )
-from dean_nb.validation import check_float_range
+from dean_nb.validation import check_float_range, check_probabilities
 
 __all__ = [
     "ActiveLabStrategy",
@@ -69,7 +72,13 @@ def check_relabel_context(ctx: AcquisitionContext) -> int:
     if not isinstance(labels, torch.Tensor) or labels.shape != (n,):
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else None
         raise ValueError(f"labels_R must have shape ({n},), got {shape}")
-    if ctx.model is None:
+    given = ctx.probs_relabel_R_K
+    if given is not None:
+        if not isinstance(given, torch.Tensor) or given.ndim != 2 or given.shape[0] != n:
+            shape = tuple(given.shape) if isinstance(given, torch.Tensor) else None
+            raise ValueError(f"probs_relabel_R_K must have shape ({n}, K), got {shape}")
+        check_probabilities("probs_relabel_R_K", given)
+    elif ctx.model is None:
         raise ValueError(
             "x_relabel needs ctx.model: the images offered for re-labelling are scored by "
             "MC-dropout passes of the model"
@@ -78,7 +87,10 @@ def check_relabel_context(ctx: AcquisitionContext) -> int:
 
 
 def _relabel_mean_probs(ctx: AcquisitionContext, gen: torch.Generator) -> torch.Tensor:
-    """``(R, K)`` float64 mean MC-dropout prediction of ``ctx.x_relabel``."""
+    """``(R, K)`` float64 predictions of ``ctx.x_relabel``: ``ctx.probs_relabel_R_K`` when
+    given (nothing is drawn), else the mean of the model's MC-dropout passes."""
+    if ctx.probs_relabel_R_K is not None:
+        return ctx.probs_relabel_R_K.to("cpu", torch.float64)
     return mc_probs(ctx, ctx.x_relabel, gen).mean(0).to("cpu", torch.float64)
 
 
