@@ -7,7 +7,8 @@ predictive distributions ``mean_probs`` (N, K) of the pool and an importance sco
 1. distances, clusters and median-score centroids under ``d = sqrt(JS)``: in
    :mod:`dean_nb.strategies.clustering` (:func:`js_distance`, :func:`minimum_spanning_tree`,
    :func:`single_linkage`, :func:`cluster_points`, :func:`median_centroids`), whose public
-   names this module re-exports, so ``js_distance`` and the like keep working;
+   names this module re-exports, so ``js_distance`` and the like keep working; for pools
+   above 100,000 points, single linkage on the kNN graph (:mod:`dean_nb.strategies.knn_linkage`);
 2. the inverse temperature ``beta = f(sigma)`` from the model uncertainty ``sigma``
    (:func:`beta_from_uncertainty`, one of :data:`BETA_KINDS`);
 3. for each of the ``budget`` picks: a centroid ``c`` drawn with ``p(c) ∝ score_c`` (with
@@ -49,9 +50,14 @@ from dean_nb.strategies.clustering import (
     check_linkage,
     check_n_clusters,
     check_pool,
-    cluster_points,
     js_distance,
     median_centroids,
+)
+from dean_nb.strategies.knn_linkage import (
+    DEFAULT_N_NEIGHBORS,
+    check_clustering,
+    check_n_neighbors,
+    cluster_pool,
 )
 from dean_nb.validation import check_budget, check_float_range, check_int_range, check_ndim
 
@@ -400,10 +406,12 @@ def annealed_selection(
     n_clusters: int,
     generator: GeneratorLike = None,
     linkage: str = "single",
+    clustering: str = "auto",
+    n_neighbors: int = DEFAULT_N_NEIGHBORS,
 ) -> AnnealedSelection:
     """One DeAn batch (Algorithm 1, lines 3-8; eq. 3 and 4) with its clusters and centroids.
 
-    Clusters the pool under ``d = sqrt(JS)`` (:func:`cluster_points`), takes each cluster's
+    Clusters the pool under ``d = sqrt(JS)`` (:func:`cluster_pool`), takes each cluster's
     median-score member as its centroid (:func:`median_centroids`) and runs the Gibbs sampler
     (:func:`sample_annealed`) with ``p(c) ∝ score_c``. The arguments are checked once, here.
 
@@ -416,6 +424,9 @@ def annealed_selection(
             paper's ``5 b``).
         generator: seed or ``torch.Generator``; same seed, same batch.
         linkage: one of :data:`LINKAGES` (the authors use ``"single"``).
+        clustering: ``"exact"``, ``"knn"`` (single linkage on the kNN graph) or ``"auto"``
+            (exact up to ``knn_linkage.MAX_EXACT_POOL`` points); see :func:`cluster_pool`.
+        n_neighbors: neighbours per point of the kNN graph, >= 1 (capped at N - 1).
 
     Returns:
         An :class:`AnnealedSelection` (tensors on ``mean_probs``' device).
@@ -427,7 +438,9 @@ def annealed_selection(
     n_clusters = check_n_clusters(n_clusters, n_points)
     beta = _check_beta(beta)
     check_linkage(linkage)
-    labels_N = cluster_points(mean_probs, n_clusters, linkage)
+    check_clustering(clustering, linkage)
+    n_neighbors = check_n_neighbors(n_neighbors)
+    labels_N = cluster_pool(mean_probs, n_clusters, linkage, clustering, n_neighbors)
     centroids_C = median_centroids(labels_N, scores.to(labels_N.device))
     weights_C = scores.detach().to(centroids_C.device)[centroids_C]
     indices_B, drawn_B = _sample_annealed(
@@ -450,6 +463,8 @@ def annealed_batch(
     n_clusters: int,
     generator: GeneratorLike = None,
     linkage: str = "single",
+    clustering: str = "auto",
+    n_neighbors: int = DEFAULT_N_NEIGHBORS,
 ) -> torch.Tensor:
     """The DeAn batch: ``budget`` distinct pool indices (Algorithm 1, lines 3-8; eq. 3/4).
 
@@ -457,7 +472,7 @@ def annealed_batch(
     int64 tensor on ``mean_probs``' device.
     """
     return annealed_selection(
-        mean_probs, scores, budget, beta, n_clusters, generator=generator, linkage=linkage
+        mean_probs, scores, budget, beta, n_clusters, generator, linkage, clustering, n_neighbors
     ).indices
 
 
@@ -477,6 +492,9 @@ class DeAnStrategy:
         n_clusters: number of clusters; ``None`` gives ``min(5 b, P)`` (paper text; the rule
             is :func:`dean_nb.strategies.annealing.default_n_clusters`).
         linkage: agglomerative linkage (the authors' code: ``"single"``).
+        clustering: ``"auto"`` (exact single linkage up to 100,000 pool points, the kNN graph
+            above), ``"exact"`` or ``"knn"`` (:func:`dean_nb.strategies.knn_linkage.cluster_pool`).
+        n_neighbors: neighbours per point of the kNN graph, >= 1.
         beta: ``None`` (the paper): ``beta = f(sigma)`` at each step. A number in ``[0, inf]``:
             that inverse temperature at every step (annealing off; ``beta_kind`` and
             ``beta_scale`` unused, ``sigma`` not computed for the draw). ``0`` draws uniformly,
@@ -496,11 +514,15 @@ class DeAnStrategy:
     linkage: str = "single"
     beta: float | None = None
     beta_0: float | None = None
+    clustering: str = "auto"
+    n_neighbors: int = DEFAULT_N_NEIGHBORS
 
     def __post_init__(self) -> None:
         check_beta_kind(self.beta_kind)
         check_beta_scale(self.beta_scale)
         check_linkage(self.linkage)
+        check_clustering(self.clustering, self.linkage)
+        object.__setattr__(self, "n_neighbors", check_n_neighbors(self.n_neighbors))
         if self.n_clusters is not None:
             check_int_range("n_clusters", self.n_clusters, 1)
         if self.beta is not None:
@@ -529,9 +551,8 @@ class DeAnStrategy:
         n_clusters = self.n_clusters
         if n_clusters is None:
             n_clusters = default_n_clusters(budget, pool_size)
-        indices = annealed_batch(
-            mean_probs_N_K, scores_N, budget, beta, n_clusters, generator=gen, linkage=self.linkage
-        )
+        options = (self.linkage, self.clustering, self.n_neighbors)
+        indices = annealed_batch(mean_probs_N_K, scores_N, budget, beta, n_clusters, gen, *options)
         return Selection(
             indices=indices.detach().to(device="cpu", dtype=torch.long),
             scores=scores_N.detach().cpu(),

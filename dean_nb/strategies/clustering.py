@@ -4,7 +4,9 @@ Algorithm 1, steps 3-5; chapter "Deterministic annealing").
 Given the mean predictive distributions ``mean_probs`` (N, K) of the pool:
 
 1. distances ``d(i, j) = sqrt(JS(p_i, p_j))`` with log base 2, so ``d`` lies in [0, 1]
-   (:func:`js_distance`; :class:`DistanceRows` serves single rows ``d(c, .)`` on demand);
+   (:func:`js_distance`; :class:`DistanceRows` serves single rows ``d(c, .)`` on demand;
+   :func:`edge_distances` those of listed pairs, for the kNN graph of
+   :mod:`dean_nb.strategies.knn_linkage`);
 2. agglomerative clustering of the pool into ``n_clusters`` clusters with ``d``; the authors'
    code uses single linkage, which is computed here from a minimum spanning tree built with
    Prim's algorithm, so no N x N matrix is ever held (:func:`minimum_spanning_tree`,
@@ -39,6 +41,7 @@ __all__ = [
     "check_n_clusters",
     "check_pool",
     "cluster_points",
+    "edge_distances",
     "js_distance",
     "median_centroids",
     "minimum_spanning_tree",
@@ -191,6 +194,53 @@ def _paired_js_distance(p_E_K: torch.Tensor, q_E_K: torch.Tensor) -> torch.Tenso
     return _js_bits_from_parts(
         _neg_entropy(p_E_K), _neg_entropy(q_E_K), 0.5 * (p_E_K + q_E_K)
     ).sqrt_()
+
+
+def edge_distances(
+    mean_probs: torch.Tensor,
+    first: torch.Tensor,
+    second: torch.Tensor,
+    *,
+    chunk_elements: int = JS_CHUNK_ELEMENTS,
+) -> torch.Tensor:
+    """``d(p_first[e], p_second[e])`` for each edge ``e`` of a graph on the pool, in float64.
+
+    The exact ``sqrt(JS)`` (base 2) of :func:`js_distance`, for the listed pairs only: rows
+    are normalised once in float64 on the CPU and the pairs processed a chunk at a time, so
+    memory is O(N K + E + chunk_elements) whatever the number of edges.
+
+    Args:
+        mean_probs: (N, K) rows on the probability simplex.
+        first: (E,) int64 indices into the pool.
+        second: (E,) int64 indices into the pool.
+        chunk_elements: most ``(edge, class)`` elements one chunk holds, >= 1.
+
+    Returns:
+        (E,) float64 CPU tensor of distances in [0, 1].
+    """
+    check_pool(mean_probs)
+    n_points = mean_probs.shape[0]
+    for name, idx in (("first", first), ("second", second)):
+        check_ndim(name, idx, 1, "(E,)")
+        if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.is_complex():
+            raise TypeError(f"{name} must be an integer tensor, got dtype {idx.dtype}")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_points):
+            raise ValueError(f"{name} must hold indices in [0, {n_points - 1}]")
+    if first.shape != second.shape:
+        raise ValueError(
+            f"first and second must have the same shape (E,), got {tuple(first.shape)} and "
+            f"{tuple(second.shape)}"
+        )
+    check_int_range("chunk_elements", chunk_elements, 1)
+    probs_N_K = _normalise_rows(mean_probs.detach().cpu(), torch.float64)
+    first_E, second_E = first.detach().cpu().long(), second.detach().cpu().long()
+    out_E = torch.empty(first_E.shape[0], dtype=torch.float64)
+    step = max(1, chunk_elements // probs_N_K.shape[1])
+    for e0 in range(0, out_E.shape[0], step):
+        out_E[e0 : e0 + step] = _paired_js_distance(
+            probs_N_K[first_E[e0 : e0 + step]], probs_N_K[second_E[e0 : e0 + step]]
+        )
+    return out_E
 
 
 class DistanceRows:
