@@ -551,8 +551,11 @@ class DeAnStrategy:
         n_clusters = self.n_clusters
         if n_clusters is None:
             n_clusters = default_n_clusters(budget, pool_size)
-        options = (self.linkage, self.clustering, self.n_neighbors)
-        indices = annealed_batch(mean_probs_N_K, scores_N, budget, beta, n_clusters, gen, *options)
+        clusters = {"linkage": self.linkage, "clustering": self.clustering}
+        clusters["n_neighbors"] = self.n_neighbors
+        indices = annealed_batch(
+            mean_probs_N_K, scores_N, budget, beta, n_clusters, generator=gen, **clusters
+        )
         return Selection(
             indices=indices.detach().to(device="cpu", dtype=torch.long),
             scores=scores_N.detach().cpu(),
