@@ -40,7 +40,6 @@ from dean_nb.experiment.config import (
     FORWARD_SUFFIX,
     ExperimentConfig,
     file_label,
-    method_label,
     parse_override,
     split_method,
 )
@@ -491,12 +490,10 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     problem = writable_folder_problem(out, "--out" if args.out is not None else "RESULTS")
     if problem is not None:
         return _fail(parser, problem)
-    plain = {
-        label
-        for s, d in zip(df["strategy"], df["denoise"], strict=True)
-        for label in (method_label(s, d), method_label(s, "forward" if d else False))
-    }
-    labelled = sorted(set(df["method"]) - plain)
+    # a plain label is its strategy with at most a noise-model suffix (+denoise, +forward)
+    labelled = sorted(
+        {m for s, m in zip(df["strategy"], df["method"], strict=True) if split_method(m)[0] != s}
+    )
     if labelled:
         print(
             "note: runs of several configurations of one method and noise level are reported "

@@ -315,6 +315,16 @@ def test_report_never_averages_two_configurations(tmp_path, capsys, write_record
     assert all(r.endswith(",1") for r in rows[1:])  # every row holds one run
 
 
+def test_report_names_the_noise_models_plainly(tmp_path, capsys, write_record):
+    # the layer and forward correction are the grid's denoise axis, not a configuration apart
+    for denoise, acc in ((False, 0.5), (True, 0.6), ("forward", 0.7)):
+        write_record(tmp_path, acc, strategy="dean", seed=0, epsilon=0.3, denoise=denoise)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "report")]) == 0
+    assert "note: runs of several configurations" not in capsys.readouterr().out
+    labels = {row.split(",")[3] for row in (tmp_path / "report" / "summary.csv").open()}
+    assert labels == {"method", "dean", "dean+denoise", "dean+forward"}
+
+
 def test_report_against_the_preset_keeps_the_preset_plain(tmp_path, capsys, write_record):
     # a chapter's folder: the preset's dean and random, and an ablation of dean beside them
     write_record(tmp_path, 0.9, strategy="dean", seed=0)

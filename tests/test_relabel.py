@@ -301,9 +301,34 @@ def test_a_resumed_relabelling_run_equals_the_uninterrupted_one(forgetful_run, t
         run_active_learning(config, checkpoint=ckpt, on_step=stop)
     saved = json.loads(ckpt.read_text())
     assert any(s.get("relabelled") for s in saved["steps"])
+    forged = json.loads(ckpt.read_text())
+    step = next(s for s in forged["steps"] if s.get("relabelled"))
+    step["relabel_answers"][0] = (step["relabel_answers"][0] + 1) % K
+    forged_ckpt = tmp_path / ".forged.partial.json"
+    forged_ckpt.write_text(json.dumps(forged))
+    with pytest.warns(RuntimeWarning, match=r"step \d+, its re-labels are not the oracle's"):
+        restarted = run_active_learning(config, checkpoint=forged_ckpt)
+    assert "resumed_from_step" not in restarted.provenance
     resumed = run_active_learning(config, checkpoint=ckpt)
     assert resumed.provenance["resumed_from_step"] == 3
     assert content(resumed) == content(forgetful_run)
+
+
+def test_replaying_relabels_extends_the_answers_and_refuses_what_the_oracle_never_said():
+    channel = symmetric_channel(K, 0.5)
+    y = torch.arange(40) % K
+    oracle = RelabellingOracle(channel, y.clone(), y, 0.0, seed=3)
+    answers_by_image = {4: [4], 7: [7]}
+    said = [oracle.answer(4, 1), oracle.answer(7, 1), oracle.answer(4, 2)]
+    oracle.replay(answers_by_image, [4, 7, 4], said)
+    assert answers_by_image == {4: [4, said[0], said[2]], 7: [7, said[1]]}
+    with pytest.raises(ValueError, match="one answer per image"):
+        oracle.replay(answers_by_image, [4], [])
+    with pytest.raises(ValueError, match="never acquired"):
+        oracle.replay(answers_by_image, [5], [0])
+    wrong = (oracle.answer(7, 2) + 1) % K
+    with pytest.raises(ValueError, match="not the oracle's answers"):
+        oracle.replay(answers_by_image, [7], [wrong])
 
 
 def test_with_full_memory_asking_again_repeats_the_first_answer():

@@ -209,19 +209,18 @@ def _replay_relabels(
     the new labels (votes) come back."""
     if oracle is None:
         raise ValueError(f"its step {record.step} re-labels images, and no oracle replays them")
-    given = record.relabel_answers or []
-    if len(given) != len(record.relabelled):
-        raise ValueError(f"its step {record.step} re-labels are not one answer per image")
     position = {int(image): p for p, image in enumerate(labelled[n_initial:].tolist())}
+    try:
+        oracle.replay(
+            {image: acquired[p] for image, p in position.items()},
+            record.relabelled,
+            record.relabel_answers or [],
+        )
+    except ValueError as error:
+        raise ValueError(f"at its step {record.step}, {error}") from None
     labels = labels.clone()
-    for image, answer in zip(record.relabelled, given, strict=True):
-        if image not in position:
-            raise ValueError(f"its step {record.step} re-labels an image it never acquired")
-        answers = acquired[position[image]]
-        if oracle.answer(image, len(answers)) != answer:
-            raise ValueError(f"its step {record.step} re-labels are not this run's oracle's")
-        answers.append(int(answer))
-        labels[n_initial + position[image]] = oracle.vote(image, answers)
+    for image in set(record.relabelled):
+        labels[n_initial + position[image]] = oracle.vote(image, acquired[position[image]])
     return labels
 
 

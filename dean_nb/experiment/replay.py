@@ -285,14 +285,13 @@ def _check_oracle(
             oracle = RelabellingOracle(
                 config.oracle_channel(), answers, data.y_train, config.oracle_memory, config.seed
             )
-        asked: dict[int, int] = {}
+        answers_by_image: dict[int, list[int]] = {}
         for step in run.steps:
-            for image, answer in zip(
-                step.relabelled or [], step.relabel_answers or [], strict=True
-            ):
-                asked[image] = asked.get(image, 1) + 1
-                if oracle.answer(image, asked[image] - 1) != answer:
-                    fail(f"the {name} run's re-labels are not the oracle's answers")
+            try:
+                oracle.replay(answers_by_image, step.relabelled or [], step.relabel_answers or [])
+            except ValueError as error:
+                fail(f"the {name} run's step {step.step}: {error}")
+            answers_by_image.update((i, [int(answers[i])]) for i in step.selected)
 
 
 def _check_exact(

@@ -188,6 +188,27 @@ class RelabellingOracle:
         column = self.matrix[:, int(self.y_true[image])]
         return int(torch.multinomial(column, 1, generator=gen))
 
+    def replay(
+        self, answers_by_image: dict[int, list[int]], relabelled: list[int], given: list[int]
+    ) -> None:
+        """Check a step's recorded re-labels against this oracle, in order.
+
+        ``answers_by_image`` maps every image acquired so far to its answers, oldest first; each
+        re-label's answer is appended to its image's list in place. ``relabelled`` and ``given``
+        are the step's re-labelled images and the answers recorded for them, one per image.
+        ``ValueError`` says which check failed: not one answer per image, an image never
+        acquired, or an answer this oracle would not give to that question.
+        """
+        if len(given) != len(relabelled):
+            raise ValueError("its re-labels are not one answer per image")
+        for image, answer in zip(relabelled, given, strict=True):
+            if image not in answers_by_image:
+                raise ValueError("it re-labels an image it never acquired")
+            answers = answers_by_image[image]
+            if self.answer(image, len(answers)) != answer:
+                raise ValueError("its re-labels are not the oracle's answers")
+            answers.append(int(answer))
+
     def vote(self, image: int, answers: list[int]) -> int:
         """The label an image trains on: the majority of its ``answers``; a tie is broken
         uniformly at random, by a generator of the image and its number of answers (purpose
