@@ -21,6 +21,7 @@ import torch
 from scipy import stats
 
 from dean_nb import strategies
+from dean_nb.analysis.relabelling import label_quality
 from dean_nb.experiment.config import ExperimentConfig
 from dean_nb.experiment.labellers import ScriptedLabeller
 from dean_nb.experiment.loop import oracle_answers, run_active_learning
@@ -285,6 +286,11 @@ def test_a_step_spends_b_answers_and_relabels_acquired_images(forgetful_run):
     assert [s.n_labels for s in steps] == [n0 + 20 * i for i in range(len(steps))]
     last = steps[-1]
     assert last.n_images == n0 + len(asked) < last.n_labels
+    # the record alone gives the same accounting (dean_nb.analysis.relabelling)
+    quality = label_quality(forgetful_run)
+    assert [q["n_acquired"] for q in quality] == [s.n_labels - n0 for s in steps]
+    assert quality[-1]["images"] == len(asked)
+    assert quality[-1]["relabels"] == sum(len(a) - 1 for a in asked.values())
 
 
 def test_a_resumed_relabelling_run_equals_the_uninterrupted_one(forgetful_run, tmp_path):

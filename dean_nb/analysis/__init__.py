@@ -5,6 +5,7 @@
 - :mod:`~dean_nb.analysis.tables`: the results chapters' other tables.
 - :mod:`~dean_nb.analysis.head_to_head`: one method against its rivals, seed by seed.
 - :mod:`~dean_nb.analysis.channel_fit`: a learned channel against the oracle's.
+- :mod:`~dean_nb.analysis.relabelling`: the labels a re-labelling run trained on, step by step.
 - :mod:`~dean_nb.analysis.provenance_report`: where and how records were made.
 - :mod:`~dean_nb.analysis.agreement`, :mod:`~dean_nb.analysis.pick_stats`: two models' scores
   compared; the sampler's picks (perplexity, chi-square fit, diversity).

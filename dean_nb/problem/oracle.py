@@ -24,6 +24,7 @@ __all__ = [
     "empirical_channel",
     "majority_vote",
     "pairflip_channel",
+    "seeded_vote",
     "symmetric_channel",
     "symmetric_information_bits",
     "wrong_label_chi2",
@@ -210,17 +211,22 @@ class RelabellingOracle:
             answers.append(int(answer))
 
     def vote(self, image: int, answers: list[int]) -> int:
-        """The label an image trains on: the majority of its ``answers``; a tie is broken
-        uniformly at random, by a generator of the image and its number of answers (purpose
-        ``"vote:{image}:{n}"``), so the same answers give the same label in every run of a
-        seed. One answer is its own label (nothing is drawn)."""
-        if not answers:
-            raise ValueError(f"image {image} has no answers to vote on")
-        if len(answers) == 1:
-            return int(answers[0])
-        votes_V_1 = torch.tensor(answers, dtype=torch.int64)[:, None]
-        gen = make_generator(purpose_seed(self.seed, f"vote:{image}:{len(answers)}"))
-        return int(majority_vote(votes_V_1, self.num_classes, gen)[0])
+        """The label ``image`` trains on: :func:`seeded_vote` of its ``answers``."""
+        return seeded_vote(answers, image=image, seed=self.seed, num_classes=self.num_classes)
+
+
+def seeded_vote(answers: list[int], *, image: int, seed: int, num_classes: int) -> int:
+    """The label an image trains on: the majority of its ``answers``; a tie is broken uniformly
+    at random by a generator of the run's ``seed``, the image and its number of answers
+    (purpose ``"vote:{image}:{n}"``), so the same answers give the same label in every run of
+    a seed. One answer is its own label (nothing is drawn)."""
+    if not answers:
+        raise ValueError(f"image {image} has no answers to vote on")
+    if len(answers) == 1:
+        return int(answers[0])
+    votes_V_1 = torch.tensor(answers, dtype=torch.int64)[:, None]
+    gen = make_generator(purpose_seed(seed, f"vote:{image}:{len(answers)}"))
+    return int(majority_vote(votes_V_1, num_classes, gen)[0])
 
 
 def empirical_channel(
