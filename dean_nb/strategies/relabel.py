@@ -28,6 +28,8 @@ them by cross-validation with ``ExperimentConfig.relabel_folds``).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -164,9 +166,12 @@ class ActiveLabStrategy:
                 "pred_probs": _rows_on_simplex(_relabel_mean_probs(ctx, gen)),
             }
         pool_probs_N_K = pool_mc_probs(ctx, gen).mean(0).to("cpu", torch.float64)
-        scores_R, scores_N = get_active_learning_scores(
-            **labelled, pred_probs_unlabeled=_rows_on_simplex(pool_probs_N_K)
-        )
+        # cleanlab prints notes on its consensus (a class no acquired image was given, say)
+        # with a verbosity this function does not expose; they would flood a grid's log
+        with contextlib.redirect_stdout(io.StringIO()):
+            scores_R, scores_N = get_active_learning_scores(
+                **labelled, pred_probs_unlabeled=_rows_on_simplex(pool_probs_N_K)
+            )
         scores_R = np.asarray(scores_R if n_relabel else [], dtype=np.float64)
         both = torch.from_numpy(np.concatenate([scores_R, np.asarray(scores_N, np.float64)]))
         if not torch.isfinite(both).all():
