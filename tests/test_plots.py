@@ -417,3 +417,40 @@ def test_the_committed_folders_curves_lay_out_without_a_warning(folder):
     for curves in (plots.learning_curves, plots.uncertainty_curves):
         fig = drawn_without_warnings(curves, df)
         assert fig.get_figwidth() <= plots.MAX_WIDTH
+
+
+def test_memory_sweep_draws_askers_as_lines_and_the_rest_as_bands():
+    rows = []
+    for seed in range(3):
+        for method, memories in (("relabel-majority", (1.0, 0.5, 0.0)), ("dean+denoise", (1.0,))):
+            for m in memories:
+                acc = 0.80 + (0.05 * (1 - m) if method == "relabel-majority" else 0.03) + seed / 100
+                rows.append(
+                    dict(
+                        method=method,
+                        oracle_memory=m,
+                        seed=seed,
+                        n_acquired=100,
+                        test_accuracy=acc,
+                        wrong_share=0.3 * m,
+                    )
+                )
+    table = pd.DataFrame(rows)
+    fig = plots.memory_sweep(table, 100, title="sweep")
+    assert_legible(fig)
+    accuracy_ax, wrong_ax = visible_axes(fig)
+    (bars,) = accuracy_ax.containers  # the asker: one errorbar line over the three memories
+    assert sorted(bars[0].get_xdata()) == [0.0, 0.5, 1.0]
+    assert sorted(bars[0].get_ydata()) == pytest.approx([81.0, 83.5, 86.0])
+    band = [line for line in accuracy_ax.lines if len(set(line.get_ydata())) == 1]
+    assert [line.get_ydata()[0] for line in band] == pytest.approx([84.0])  # across the axis
+    assert accuracy_ax.get_xlim()[0] > accuracy_ax.get_xlim()[1]  # resolute on the left
+    (wrong_bars,) = wrong_ax.containers
+    assert sorted(wrong_bars[0].get_ydata()) == pytest.approx([0.0, 15.0, 30.0])
+    shown = {t.get_text() for t in texts(fig)}
+    assert {"relabel-majority (n=3)", "dean+denoise (n=3)", "wrong training labels (%)"} <= shown
+    with pytest.raises(ValueError, match=r"n_acquired=50.*100"):
+        plots.memory_sweep(table, 50)
+    # the noise models of one strategy: the layer dashed, forward correction dotted
+    styles = [plots.method_style(f"dean{s}")["linestyle"] for s in ("", "+denoise", "+forward")]
+    assert styles == ["-", "--", ":"]

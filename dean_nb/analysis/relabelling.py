@@ -30,6 +30,7 @@ LABEL_QUALITY_COLUMNS: tuple[str, ...] = (
     "relabels",
     "wrong",
     "wrong_share",
+    "test_accuracy",
 )
 
 
@@ -41,7 +42,7 @@ def label_quality(run: RunResult) -> list[dict[str, Any]]:
     distinct acquired images (the initial set, clean, is left out), ``relabels`` how many of the
     answers were re-labels, ``wrong`` the images whose training label (the vote of their
     answers) is not their true class, and ``wrong_share`` = ``wrong / images`` (NaN with no
-    image yet).
+    image yet), and the step's ``test_accuracy``.
 
     ``ValueError`` names the step where the record is inconsistent: a re-label of an image not
     yet acquired, or not one answer per re-labelled image.
@@ -68,6 +69,7 @@ def label_quality(run: RunResult) -> list[dict[str, Any]]:
                 "relabels": relabels,
                 "wrong": int(wrong),
                 "wrong_share": wrong / len(answers) if answers else float("nan"),
+                "test_accuracy": float(record.test_accuracy),
             }
         )
         relabelled, given = record.relabelled or [], record.relabel_answers or []

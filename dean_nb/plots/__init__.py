@@ -15,6 +15,8 @@ state and nothing is shown: a notebook displays the returned figure, a script sa
 - :func:`claim_gaps`: the paper's claims as gaps, the paper's MNIST beside ours (chapter 6).
 - :func:`head_to_head_gaps`, :func:`batch_information`: one method's paired gaps against its
   rivals, and a BatchBALD batch's information against its size and ``log T`` (chapter 7).
+- :func:`memory_sweep`: accuracy and wrong training labels against the oracle's memory
+  (chapter "The paper's premises").
 - :func:`image_grid`, :func:`noisy_label_examples`: images with their labels (chapter 1).
 - :func:`mc_passes`, :func:`entropy_decomposition`, :func:`sigma_against_labels`,
   :func:`top_pick_shares`, :func:`score_grid`, :func:`bald_stability`: MC-dropout passes, the
@@ -55,6 +57,7 @@ from .illustrations import (
     training_trajectories,
     trust_weight_curves,
 )
+from .premises import memory_sweep
 from .results import channel_heatmaps, claim_gaps, learning_curves, uncertainty_curves
 from .style import MAX_WIDTH, MIN_FONT, method_style
 
@@ -76,6 +79,7 @@ __all__ = [
     "learning_curves",
     "majority_vote_curves",
     "mc_passes",
+    "memory_sweep",
     "method_style",
     "noise_sweep",
     "noisy_label_examples",

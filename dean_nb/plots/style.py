@@ -45,6 +45,7 @@ _MIN_ROW = 1.5
 _STRATEGY_ORDER = (
     *("dean", "random", "bald", "entropy", "coreset", "batchbald"),
     *("power-bald", "softmax-bald", "badge", "power-entropy"),
+    *("relabel-majority", "activelab", "typiclust"),
 )
 _PALETTE = (
     "#d62728",  # dean: red
@@ -57,6 +58,9 @@ _PALETTE = (
     "#e377c2",  # softmax-bald: pink
     "#17becf",  # badge: cyan
     "#bcbd22",  # power-entropy: olive
+    "#393b79",  # relabel-majority: dark blue
+    "#637939",  # activelab: dark olive
+    "#7b4173",  # typiclust: plum
 )
 # Strategies registered later, or labels a chapter makes up: a stable colour from the name.
 _SPARE = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
@@ -64,13 +68,15 @@ _SPARE = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
 
 def method_style(method: str) -> dict[str, Any]:
     """Line style of a method name (``"bald"``, ``"dean+denoise"``): colour by strategy,
-    dashed when denoising. The same method gets the same style in every figure."""
+    dashed with the denoising layer, dotted with forward correction. The same method gets the
+    same style in every figure."""
     strategy, _, suffix = method.partition("+")
     if strategy in _STRATEGY_ORDER:
         colour = _PALETTE[_STRATEGY_ORDER.index(strategy)]
     else:
         colour = _SPARE[sum(map(ord, strategy)) % len(_SPARE)]
-    return {"color": colour, "linestyle": "--" if suffix else "-", "marker": "o", "markersize": 3}
+    linestyle = {"": "-", "forward": ":"}.get(suffix, "--")
+    return {"color": colour, "linestyle": linestyle, "marker": "o", "markersize": 3}
 
 
 def method_order(methods: Sequence[str]) -> list[str]:
