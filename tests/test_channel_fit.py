@@ -114,3 +114,10 @@ def test_fit_table_reads_the_last_learned_channel_of_each_run():
     expected = channel_fit(w_last, t)
     assert table["flip_share"].tolist() == pytest.approx([expected.flip_share] * 2)
     assert table["tv_distance"].tolist() == pytest.approx([expected.tv_distance] * 2)
+    # every step: the fit as the labels grow
+    steps = fit_table([run(True, 0), run(False, 0)], every_step=True)
+    assert list(steps["step"]) == [0, 1] and list(steps["n_acquired"]) == [0, 20]
+    fits = [channel_fit(w, t).tv_distance for w in (w_first, w_last)]
+    assert steps["tv_distance"].tolist() == pytest.approx(fits)
+    with pytest.raises(TypeError, match="every_step"):
+        fit_table([], every_step="yes")

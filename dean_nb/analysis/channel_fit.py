@@ -107,40 +107,46 @@ def _columns_matched(w_off: torch.Tensor, t_off: torch.Tensor) -> float:
     return float(same[single].double().mean())
 
 
-def fit_table(runs: Iterable[RunResult]):
+def fit_table(runs: Iterable[RunResult], *, every_step: bool = False):
     """:func:`channel_fit` of the last learned ``W`` of every run that learned one.
 
     Args:
         runs: run records (:class:`~dean_nb.experiment.records.RunResult`); those without a learned
             channel at their last step (no denoising layer) are left out.
+        every_step: one row per step that holds a channel instead (the layer's ``W`` or forward
+            correction's estimate), with its ``step`` and ``n_acquired`` (answers beyond the
+            initial set): how the fit moves as the labels grow.
 
     Returns:
-        A DataFrame, one row per such run: ``method, noise, epsilon, seed`` (``noise`` as
-        :func:`dean_nb.problem.noise.noise_label` names it) and the fields of
-        :class:`ChannelFit`.
+        A DataFrame, one row per such run (or step): ``method, noise, epsilon, seed`` (``noise``
+        as :func:`dean_nb.problem.noise.noise_label` names it), with ``every_step`` then
+        ``step, n_acquired``, and the fields of :class:`ChannelFit`.
     """
     import pandas as pd
 
+    if not isinstance(every_step, bool):
+        raise TypeError(f"every_step must be True or False, got {every_step!r}")
     rows = []
     for run in runs:
-        learned = run.steps[-1].channel if run.steps else None
-        if learned is None:
+        if not run.steps or run.steps[-1].channel is None:
             continue
-        fit = channel_fit(torch.tensor(learned), torch.tensor(run.true_channel))
-        rows.append(
-            {
-                "method": run.config.method,
-                "noise": noise_label(run.config.noise),
-                "epsilon": run.config.epsilon,
-                "seed": run.config.seed,
-                **dataclasses.asdict(fit),
-            }
-        )
+        head = {
+            "method": run.config.method,
+            "noise": noise_label(run.config.noise),
+            "epsilon": run.config.epsilon,
+            "seed": run.config.seed,
+        }
+        true = torch.tensor(run.true_channel)
+        n0 = run.steps[0].n_labels
+        for record in run.steps if every_step else run.steps[-1:]:
+            if record.channel is None:
+                continue
+            where = {"step": record.step, "n_acquired": record.n_labels - n0} if every_step else {}
+            fit = channel_fit(torch.tensor(record.channel), true)
+            rows.append(head | where | dataclasses.asdict(fit))
     columns = [
-        "method",
-        "noise",
-        "epsilon",
-        "seed",
+        *("method", "noise", "epsilon", "seed"),
+        *(("step", "n_acquired") if every_step else ()),
         *(f.name for f in dataclasses.fields(ChannelFit)),
     ]
     return pd.DataFrame(rows, columns=columns)
