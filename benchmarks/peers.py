@@ -36,7 +36,11 @@ import argparse
 import copy
 import importlib.util
 import math
+import os
 import time
+
+# the peers draw progress bars per pick; they would bury the lines this script prints
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch
 from _timing import sgemm_gflops
