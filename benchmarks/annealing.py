@@ -7,7 +7,8 @@ per-cluster loop for the median centroids, and for every pick a softmax over the
 with a rejection loop for points already picked.
 
 Ours: :func:`dean_nb.strategies.annealing.annealed_selection` (Prim's minimum spanning tree on distance
-rows computed on the fly, O(N K) memory; exact log-space Gibbs sampling).
+rows computed on the fly, O(N K) memory; on the CPU only the distances that a Hellinger bound
+cannot rule out, ``--prune-share`` counts them; exact log-space Gibbs sampling).
 
 Each implementation runs in a fresh subprocess on the same inputs (generated from the same
 seed), which reports its wall time and its peak resident memory above the baseline after
@@ -29,6 +30,7 @@ of one (N x K) @ (K x N) product at the float32 sgemm rate measured in the same 
     python benchmarks/annealing.py --big-n 0            # skip the N = 60,000 run
     python benchmarks/annealing.py --skip-knn           # the exact runs only
     python benchmarks/annealing.py --n 0 --big-n 0 --knn-sizes 100000   # knn at 100k only
+    python benchmarks/annealing.py --skip-knn --prune-share  # + share of Prim proxies skipped
 """
 
 from __future__ import annotations
@@ -152,6 +154,35 @@ def run_baseline(probs: np.ndarray, scores: np.ndarray, args: argparse.Namespace
         "indices": np.array(picked),
         "centroids": centroids,
     }
+
+
+def prune_share(n: int, args: argparse.Namespace) -> float:
+    """Share of the N (N - 1) / 2 Prim proxies that the Hellinger bound skips on the pool of
+    size ``n`` (CPU, float32 as in DeAn), counted on a run of its own (not timed)."""
+    import torch
+
+    from dean_nb.strategies import prim
+
+    probs = torch.from_numpy(make_inputs(n, args.k, args.seed)[0])
+    counts = {"live": 0, "computed": 0}
+    relax_all, relax_candidates = prim._relax_all, prim._relax_candidates
+
+    def count_all(*a):
+        counts["live"] += a[5]
+        counts["computed"] += a[5]
+        relax_all(*a)
+
+    def count_candidates(*a):
+        counts["live"] += a[6]
+        counts["computed"] += a[5].size
+        relax_candidates(*a)
+
+    prim._relax_all, prim._relax_candidates = count_all, count_candidates
+    try:
+        prim.prim_tree(probs / probs.sum(dim=1, keepdim=True))
+    finally:
+        prim._relax_all, prim._relax_candidates = relax_all, relax_candidates
+    return 1.0 - counts["computed"] / counts["live"]
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -331,6 +362,11 @@ def main() -> None:
         help="pool sizes of the knn step alone (empty: none)",
     )
     parser.add_argument("--knn-big-k", type=int, default=10, help="k at --knn-sizes")
+    parser.add_argument(
+        "--prune-share",
+        action="store_true",
+        help="also count the share of Prim proxies the Hellinger bound skips (runs Prim again)",
+    )
     parser.add_argument("--worker", choices=("ours", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--clustering", default="exact", help=argparse.SUPPRESS)
@@ -377,6 +413,13 @@ def main() -> None:
                 f"N={args.big_n:,} clusters={args.big_clusters:,}: ours {big['seconds']:.2f} s, "
                 f"peak RSS +{big['peak_mib']:.1f} MiB{gpu} (torch threads {big['threads']})"
             )
+        if args.prune_share:
+            for n in (args.n, args.big_n):
+                if n:
+                    print(
+                        f"N={n:,}: Prim's Hellinger bound skips {prune_share(n, args):.2%} of "
+                        "the proxies (exact tree, CPU)"
+                    )
         if not args.skip_knn:
             for exact, n, clusters in (
                 (ours, args.n, args.clusters),

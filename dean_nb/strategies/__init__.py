@@ -24,7 +24,10 @@ One module per rule, each holding its algorithm and its registered class:
 - :mod:`~dean_nb.strategies.badge`: ``badge``, k-means++ seeding on gradient embeddings
   (Ash et al. 2020).
 - :mod:`~dean_nb.strategies.clustering` and :mod:`~dean_nb.strategies.annealing`: ``dean``,
-  the paper's method (sqrt-JS clustering; beta = f(sigma) and the Gibbs sampler).
+  the paper's method (sqrt-JS clustering; beta = f(sigma) and the Gibbs sampler), with
+  :mod:`~dean_nb.strategies.prim` (the exact minimum spanning tree, pruned by a Hellinger
+  bound) and :mod:`~dean_nb.strategies.knn_linkage` (single linkage on a kNN graph, for pools
+  too large for the exact tree).
 - :mod:`~dean_nb.strategies.stochastic`: ``power-bald``, ``softmax-bald``, ``power-entropy``
   (Kirsch et al. 2023).
 - :mod:`~dean_nb.strategies.typiclust`: ``typiclust``, typical points of uncovered k-means

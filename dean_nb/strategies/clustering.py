@@ -9,8 +9,8 @@ Given the mean predictive distributions ``mean_probs`` (N, K) of the pool:
    :mod:`dean_nb.strategies.knn_linkage`);
 2. agglomerative clustering of the pool into ``n_clusters`` clusters with ``d``; the authors'
    code uses single linkage, which is computed here from a minimum spanning tree built with
-   Prim's algorithm, so no N x N matrix is ever held (:func:`minimum_spanning_tree`,
-   :func:`single_linkage`, :func:`cluster_points`);
+   Prim's algorithm (:mod:`dean_nb.strategies.prim`), so no N x N matrix is ever held
+   (:func:`minimum_spanning_tree`, :func:`single_linkage`, :func:`cluster_points`);
 3. each cluster's centroid is its member with the (upper) median score
    (:func:`median_centroids`).
 
@@ -30,6 +30,7 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from dean_nb.strategies.prim import prim_tree
 from dean_nb.validation import check_int_range, check_ndim, check_probabilities
 
 __all__ = [
@@ -53,8 +54,6 @@ LINKAGES: tuple[str, ...] = ("single", "average", "complete")
 MAX_DENSE_POOL = 20_000
 #: Default number of (row, column, class) elements one chunk of :func:`js_distance` holds.
 JS_CHUNK_ELEMENTS = 1 << 20
-#: Prim steps on fewer (point, class) elements than this run on one CPU thread.
-_SERIAL_BELOW_ELEMENTS = 1 << 17
 
 _LN2 = math.log(2.0)
 
@@ -292,103 +291,6 @@ class DistanceRows:
 # --------------------------------------------------------------------------------------------
 
 
-def _prim_tree(probs_N_K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prim's algorithm on the complete graph weighted by the JS divergence of the rows.
-
-    Runs on ``probs_N_K``'s device and dtype in O(N K) memory: each step computes the
-    divergence of the newly added point to every point still outside the tree (a few
-    vectorised operations over a (K, r) block), so the whole run is N^2 K / 2 element
-    operations. Points outside the tree live in the first ``r`` columns of one buffer; a point
-    that joins the tree is swapped with the last live column, so every update touches live
-    points only and the loop never synchronises with the device. On the CPU, the late steps
-    (fewer than ``_SERIAL_BELOW_ELEMENTS`` live elements) run with ``torch.set_num_threads(1)``,
-    restored on exit, since a thread synchronisation per small operation costs more than it
-    saves (the setting is process-wide: do not run torch CPU work in other threads meanwhile).
-
-    The JS divergence is a monotone function of ``d`` (``d = sqrt(JS / ln 2)``), so its
-    minimum spanning tree is the one of ``d``. Ties go to the first live column, then the
-    earliest tree node: deterministic for a given input.
-
-    Args:
-        probs_N_K: (N, K) normalised rows, N >= 2.
-
-    Returns:
-        ``(child_E, parent_E)``: two (E,) = (N - 1,) int64 tensors on the CPU; edge ``e`` joins
-        ``child_E[e]`` (added at step ``e + 1``) to ``parent_E[e]`` (already in the tree).
-    """
-    n_points, n_classes = probs_N_K.shape
-    device, dtype = probs_N_K.device, probs_N_K.dtype
-    state, links = _prim_state(probs_N_K)
-    scratch = torch.empty(2 * n_classes * n_points, dtype=dtype, device=device)
-    proxy_all = torch.empty(n_points, dtype=dtype, device=device)
-    edges = torch.empty((2, n_points - 1), dtype=torch.int64, device=device)
-
-    pos = torch.zeros(1, dtype=torch.int64, device=device)  # live column joining the tree
-    # Late steps touch few elements; running them on one CPU thread avoids paying a thread
-    # synchronisation per operation (ruinous on a busy machine). Restored afterwards.
-    threads = torch.get_num_threads()
-    serial_below = (
-        _SERIAL_BELOW_ELEMENTS // n_classes + 1 if device.type == "cpu" and threads > 1 else 0
-    )
-    try:
-        for live in range(n_points, 1, -1):
-            if live == min(n_points, serial_below):
-                torch.set_num_threads(1)
-            new_col = state.index_select(1, pos)  # (K + 2, 1)
-            new_link = links.index_select(1, pos)  # (2, 1): (index, nearest tree node)
-            if live < n_points:
-                edges[:, n_points - live - 1 : n_points - live] = new_link
-            # Swap-remove: the last live column takes the vacated place.
-            state.index_copy_(1, pos, state[:, live - 1 : live])
-            links.index_copy_(1, pos, links[:, live - 1 : live])
-            r = live - 1
-            # Divergence proxy of every live point to the new tree node:
-            #   2 JS - 2 ln 2 = sum p ln p + sum q ln q - sum (p + q) ln (p + q).
-            s_K_r = scratch[: n_classes * r].view(n_classes, r)
-            slogs_K_r = scratch[n_classes * r : 2 * n_classes * r].view(n_classes, r)
-            torch.add(state[:n_classes, :r], new_col[:n_classes], out=s_K_r)
-            torch.log(s_K_r, out=slogs_K_r)
-            slogs_K_r.mul_(s_K_r)
-            proxy_r = proxy_all[:r]
-            torch.sum(slogs_K_r, dim=0, out=proxy_r)
-            torch.sub(state[n_classes, :r], proxy_r, out=proxy_r)
-            proxy_r.add_(new_col[n_classes])
-            key_r = state[n_classes + 1, :r]
-            closer_r = proxy_r < key_r
-            torch.minimum(key_r, proxy_r, out=key_r)
-            links[1, :r].masked_fill_(closer_r, new_link[0, 0])
-            pos = torch.argmin(key_r).view(1)
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-    # The last live point joins through its nearest tree node.
-    edges[:, n_points - 2 : n_points - 1] = links.index_select(1, pos)
-    edges = edges.cpu()
-    return edges[0], edges[1]
-
-
-def _prim_state(probs_N_K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_prim_tree`'s state, one column per point, every point still outside the tree.
-
-    Returns:
-        ``(state, links)``: ``state`` (K + 2, N) in ``probs_N_K``'s dtype holds each point's K
-        probabilities, its ``sum p ln p`` and its current key (``inf``); ``links`` (2, N)
-        int64 holds its original index and its nearest tree node so far.
-    """
-    n_points, n_classes = probs_N_K.shape
-    device, dtype = probs_N_K.device, probs_N_K.dtype
-    tiny = torch.finfo(dtype).tiny
-    state = torch.empty((n_classes + 2, n_points), dtype=dtype, device=device)
-    # Zeros become the smallest normal number, so that p + q > 0 and (p + q) ln(p + q) needs no
-    # clamp inside the loop (the divergence moves by ~1e-36 at most).
-    state[:n_classes] = probs_N_K.T.clamp_min(tiny)
-    state[n_classes] = _neg_entropy(probs_N_K)
-    state[n_classes + 1] = math.inf
-    links = torch.zeros((2, n_points), dtype=torch.int64, device=device)
-    links[0] = torch.arange(n_points, device=device)
-    return state, links
-
-
 def minimum_spanning_tree(
     mean_probs: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -418,7 +320,7 @@ def _minimum_spanning_tree(
         empty_E = torch.empty(0, dtype=torch.int64)
         return empty_E, empty_E.clone(), torch.empty(0, dtype=torch.float64)
     probs_N_K = _normalise_rows(mean_probs_N_K.detach(), _float_dtype(mean_probs_N_K))
-    child_E, parent_E = _prim_tree(probs_N_K)
+    child_E, parent_E = prim_tree(probs_N_K)
     exact_N_K = _normalise_rows(mean_probs_N_K.detach().cpu(), torch.float64)
     weight_E = _paired_js_distance(exact_N_K[child_E], exact_N_K[parent_E])
     return child_E, parent_E, weight_E
