@@ -76,6 +76,18 @@ def test_a_forward_step_trains_through_the_anchor_estimate_of_the_plain_step(dig
     )
 
 
+def test_the_first_forward_step_is_the_plain_one_through_the_identity(digits):
+    # step 0 holds the clean initial labels only: nothing of the oracle to estimate
+    data, split, _ = digits
+    config = ExperimentConfig.preset("digits", "quick", denoise="forward", **SMALL)
+    x, y = data.x_train[split.initial], data.y_train[split.initial]
+    model, channel = train_step_model(config, x, y, 10, 0, "cpu", x_unlabelled=x)
+    plain, _ = train_step_model(config.replace(denoise=False), x, y, 10, 0, "cpu")
+    torch.testing.assert_close(channel.matrix.double(), torch.eye(10, dtype=torch.float64))
+    for mine, theirs in zip(model.state_dict().values(), plain.state_dict().values(), strict=True):
+        assert torch.equal(mine, theirs)
+
+
 def test_the_loop_records_each_steps_estimate():
     config = ExperimentConfig.preset("digits", "quick", denoise="forward", **SMALL)
     result = run_active_learning(config)

@@ -81,7 +81,10 @@ def train_step_model(
     (the very model of ``denoise=False``), estimates the channel from its predictions on
     ``x`` and ``x_unlabelled`` (:func:`dean_nb.learner.forward.anchor_channel`, the 97th
     percentile), then trains a fresh model from the same initial weights and minibatch order
-    through that fixed estimate: twice the training of a plain step.
+    through that fixed estimate: twice the training of a plain step. Step 0 trains on the
+    clean initial labels alone, so there is no answer of the oracle to estimate a channel from
+    (an estimate from a 40-label model's unsure anchors is far from the identity and sinks the
+    first model): its model is the plain one, and its channel the identity.
     """
     train_kwargs: dict[str, Any] = {
         "epochs": config.epochs,
@@ -110,6 +113,9 @@ def train_step_model(
 
     if config.denoise == "forward":
         plain = trained(None)
+        if step == 0:  # the clean initial labels: no answer of the oracle to estimate from
+            identity = torch.eye(num_classes, dtype=torch.float64)
+            return plain, forward.fixed_channel(identity).to(device)
         x_anchor = x if x_unlabelled is None else torch.cat([x, x_unlabelled.to(x.device)])
         probs_N_K = mc_dropout.predict_probs(plain, x_anchor, batch_size=config.eval_batch_size)
         channel = forward.fixed_channel(forward.anchor_channel(probs_N_K)).to(device)
