@@ -35,6 +35,12 @@ SMALL = dict(
 )
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Every tensor of the two models' state dicts equal, bit for bit."""
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    return all(torch.equal(x, y) for x, y in pairs)
+
+
 @pytest.fixture(scope="module")
 def digits():
     data = load_dataset("digits")
@@ -67,13 +73,8 @@ def test_a_forward_step_trains_through_the_anchor_estimate_of_the_plain_step(dig
         generator=make_generator(purpose_seed(config.seed, "train:3")),
         progress=False,
     )
-    for mine, theirs in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
-        assert torch.equal(mine, theirs)
-    # the correction changed the model: it is not the plain one
-    assert any(
-        not torch.equal(a, b)
-        for a, b in zip(model.state_dict().values(), plain.state_dict().values(), strict=True)
-    )
+    assert same_weights(model, again)
+    assert not same_weights(model, plain)  # the correction changed the model
 
 
 def test_the_first_forward_step_is_the_plain_one_through_the_identity(digits):
@@ -84,8 +85,7 @@ def test_the_first_forward_step_is_the_plain_one_through_the_identity(digits):
     model, channel = train_step_model(config, x, y, 10, 0, "cpu", x_unlabelled=x)
     plain, _ = train_step_model(config.replace(denoise=False), x, y, 10, 0, "cpu")
     torch.testing.assert_close(channel.matrix.double(), torch.eye(10, dtype=torch.float64))
-    for mine, theirs in zip(model.state_dict().values(), plain.state_dict().values(), strict=True):
-        assert torch.equal(mine, theirs)
+    assert same_weights(model, plain)
 
 
 def test_the_loop_records_each_steps_estimate():
