@@ -21,13 +21,15 @@ outputs agree:
   ``BatchBALD`` (its default 500 draws). Agreement: how many of our first picks equal
   batchbald_redux's (identical while both are exact), how many of baal's picks (which it
   returns ranked, not in pick order) batchbald_redux also took, and the joint mutual
-  information of each method's batch under one reference estimate (:func:`joint_mi`, 20,000
-  configurations).
+  information of each method's batch under one reference estimate with its standard error
+  (:func:`joint_mi`: ``strategies.batchbald.batch_mutual_information``, 1,000 configurations
+  drawn from each pass).
 
 The machine's own yardstick, its float32 sgemm rate, is printed first.
 
     nice python benchmarks/peers.py                       # pool 2000, b = 10 and 50
     nice python benchmarks/peers.py --budgets 10,50,200   # b = 200: minutes per method
+    nice python benchmarks/peers.py --budgets 200 --batchbald-peers batchbald_redux
 """
 
 from __future__ import annotations
@@ -160,31 +162,30 @@ def compare_bald(args, probs_T_N_K: torch.Tensor) -> None:
     )
 
 
-def joint_mi(probs_T_N_K: torch.Tensor, picks: list[int], n_samples: int = 20_000) -> float:
-    """Reference BatchBALD value of a batch: sampled joint entropy with ``n_samples``
-    configurations (fixed seed) minus the picks' expected entropies, in nats."""
-    batch_T_B_K = probs_T_N_K[:, picks]
+def joint_mi(probs_T_N_K: torch.Tensor, picks: list[int], n_per_pass: int = 1000) -> str:
+    """Reference BatchBALD value of a batch, ``"value +/- s.e. nats"``: each pass's divergence
+    from the mixture, 1000 configurations drawn from every pass (fixed seed)."""
     gen = torch.Generator().manual_seed(12345)
-    joint = batchbald.joint_entropy_sampled(batch_T_B_K, n_samples, gen)
-    return float(joint - batchbald.conditional_entropies(batch_T_B_K).sum())
+    value, stderr = batchbald.batch_mutual_information(probs_T_N_K[:, picks], n_per_pass, gen)
+    return f"{value:.4f} +/- {stderr:.4f} nats"
 
 
-def batchbald_methods(cand_T_N_K: torch.Tensor) -> dict:
-    """``{name: fn(budget) -> picks}`` for ours and every installed peer, on the same inputs."""
+def batchbald_methods(cand_T_N_K: torch.Tensor, peers: list[str]) -> dict:
+    """``{name: fn(budget) -> picks}`` for ours and each of ``peers``, on the same inputs."""
 
     def ours(budget: int) -> list[int]:
         gen = torch.Generator().manual_seed(0)
         return batchbald.batchbald_indices(cand_T_N_K, budget, generator=gen)[0].tolist()
 
     methods = {"ours": ours}
-    if installed("batchbald_redux"):
+    if "batchbald_redux" in peers:
         from batchbald_redux.batchbald import get_batchbald_batch
 
         log_N_K_C = cand_T_N_K.permute(1, 0, 2).log()
         methods["batchbald_redux"] = lambda b: (
             get_batchbald_batch(log_N_K_C, b, 1000, dtype=torch.double, device="cpu").indices
         )
-    if installed("baal"):
+    if "baal" in peers:
         from baal.active.heuristics import BatchBALD
 
         probs_N_K_T = cand_T_N_K.permute(1, 2, 0).numpy()
@@ -195,7 +196,7 @@ def batchbald_methods(cand_T_N_K: torch.Tensor) -> dict:
 def compare_batchbald(args, probs_T_N_K: torch.Tensor) -> None:
     top = torch.topk(scoring.bald(probs_T_N_K), args.candidates).indices
     cand_T_N_K = probs_T_N_K[:, top].double()
-    methods = batchbald_methods(cand_T_N_K)
+    methods = batchbald_methods(cand_T_N_K, [p for p in args.batchbald_peers if installed(p)])
     for budget in args.budgets:
         runs = [lambda fn=fn: fn(budget) for fn in methods.values()]  # noqa: B023
         timed = dict(zip(methods, best_of(args.repeats, *runs), strict=True))
@@ -211,7 +212,7 @@ def compare_batchbald(args, probs_T_N_K: torch.Tensor) -> None:
             elif "batchbald_redux" in timed and name == "baal":  # baal ranks, not in pick order
                 shared = len(set(picks) & set(timed["batchbald_redux"][1]))
                 line += f", {shared} of its {budget} picks among batchbald_redux's"
-            line += f", joint MI {joint_mi(cand_T_N_K, picks):.4f} nats"
+            line += f", joint MI {joint_mi(cand_T_N_K, picks)}"
             print(line)
 
 
@@ -223,8 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--budgets", type=lambda s: [int(b) for b in s.split(",")], default=[10, 50]
     )
+    parser.add_argument(
+        "--batchbald-peers",
+        type=lambda s: [p for p in s.split(",") if p],
+        default=list(PEERS),
+        help="peers that run BatchBALD (comma-separated; baal's b = 200 takes about an hour)",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="best of this many, interleaved")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.batchbald_peers) - set(PEERS))
+    if unknown:
+        parser.error(f"--batchbald-peers: unknown {unknown}; choose among {', '.join(PEERS)}")
     torch.set_num_threads(1)
     missing = [p for p in PEERS if not installed(p)]
     print(f"one thread; sgemm {sgemm_gflops(torch.device('cpu')):.0f} GFLOP/s")

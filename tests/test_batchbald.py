@@ -208,3 +208,54 @@ def test_sampled_configurations_are_stratified_over_the_passes():
     counts = torch.bincount(configs[:, 0], minlength=n_passes)
     assert counts.sum() == 17 and counts.min() == 3 and counts.max() <= 4  # 3 each, 2 extra
     assert torch.equal(configs[:, 0], configs[:, 1])  # one pass per configuration
+
+
+def exact_batch_mi(probs_T_B_K: torch.Tensor) -> float:
+    joint = batchbald.joint_entropy_exact(probs_T_B_K)
+    return float(joint - batchbald.conditional_entropies(probs_T_B_K).sum())
+
+
+@pytest.mark.parametrize(("passes", "points", "classes"), [(5, 2, 3), (6, 4, 3), (8, 5, 2)])
+def test_batch_mutual_information_is_within_its_standard_error_of_exact(
+    passes, points, classes, random_probs
+):
+    probs = random_probs((passes, points, classes), seed=20 + points)
+    estimate, stderr = batchbald.batch_mutual_information(probs, 2000, make_generator(1))
+    assert 0 < stderr < 0.02
+    assert abs(estimate - exact_batch_mi(probs)) < 4 * stderr
+
+
+def test_batch_mutual_information_reaches_its_bounds_exactly():
+    # passes that agree carry no information; passes with distinct certain answers carry log T
+    same = torch.softmax(torch.randn(1, 7, 4, generator=make_generator(0)), -1).expand(5, 7, 4)
+    assert batchbald.batch_mutual_information(same, 50, make_generator(0)) == (
+        pytest.approx(0.0, abs=1e-12),
+        pytest.approx(0.0, abs=1e-12),
+    )
+    distinct = torch.eye(5)[:, None, :].expand(5, 3, 5)  # pass t answers class t, surely
+    estimate, stderr = batchbald.batch_mutual_information(distinct, 50, make_generator(0))
+    assert estimate == pytest.approx(math.log(5)) and stderr == pytest.approx(0.0, abs=1e-12)
+
+
+def test_batch_mutual_information_never_exceeds_log_T_and_is_sharper_on_long_batches():
+    # 120 points, passes that differ a little each (as MC dropout's): the joint entropy's own
+    # estimate spreads over seeds; the batch MI's stays within its standard error and below log T
+    gen = make_generator(3)
+    base_B_K = torch.randn(120, 10, generator=gen) * 3
+    probs = torch.softmax(base_B_K + 0.15 * torch.randn(20, 120, 10, generator=gen), -1)
+    conditional = float(batchbald.conditional_entropies(probs).sum())
+    new = [batchbald.batch_mutual_information(probs, 250, make_generator(s)) for s in range(6)]
+    old = [
+        float(batchbald.joint_entropy_sampled(probs, 5000, make_generator(s))) - conditional
+        for s in range(6)
+    ]
+    values = torch.tensor([v for v, _ in new])
+    assert float(values.max()) <= math.log(20)
+    stderr = max(s for _, s in new)
+    assert float(values.std()) < 2.5 * stderr
+    assert float(torch.tensor(old).std()) > 4 * float(values.std())
+
+
+def test_batch_mutual_information_refuses_too_few_configurations(random_probs):
+    with pytest.raises(ValueError, match="n_per_pass"):
+        batchbald.batch_mutual_information(random_probs((3, 2, 2), seed=0), 1)

@@ -35,6 +35,7 @@ from dean_nb.strategies.base import (
 from dean_nb.validation import check_budget, check_int_range, check_ndim
 
 __all__ = [
+    "batch_mutual_information",
     "batchbald_indices",
     "conditional_entropies",
     "exact_log_config_probs",
@@ -208,6 +209,36 @@ def joint_entropy_sampled(
     configs_M_B = sample_configurations(batch_T_B_K, n_samples, gen)
     log_config_T_M = sampled_log_config_probs(batch_T_B_K, configs_M_B)
     return joint_entropies_with_candidates(log_config_T_M, probs_T_B_K[:, -1:], sampled=True)[0]
+
+
+def batch_mutual_information(
+    probs_T_B_K: torch.Tensor, n_per_pass: int, generator: torch.Generator | None = None
+) -> tuple[float, float]:
+    """Monte-Carlo BatchBALD value ``I(y_1..y_B; w)`` of a whole batch and its standard error,
+    in nats: a reference for judging batches, sharper than joint entropy minus the sum of the
+    conditional entropies.
+
+    ``I = mean_t E_{y ~ p_t} [log p_t(y) - log p(y)]`` with ``p = mean_s p_s`` (each pass's
+    divergence from the mixture). ``n_per_pass`` configurations are drawn from every pass ``t``
+    and each contributes ``log T - log sum_s exp(l_s - l_t)``, ``l_s = log p_s(y)``. Each term
+    is at most ``log T``, so the estimate is too (as the true value over ``T`` passes is), and
+    the large spread of ``log p(y)`` over configurations cancels between the two logs: its
+    error is far smaller than that of :func:`joint_entropy_sampled` with as many
+    configurations. The standard error is the stratified one (passes are strata).
+    """
+    check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
+    n_per_pass = check_int_range("n_per_pass", n_per_pass, 2)
+    gen = make_generator(generator)
+    n_passes = probs_T_B_K.shape[0]
+    mean_T = torch.empty(n_passes, dtype=torch.float64)
+    var_T = torch.empty(n_passes, dtype=torch.float64)
+    for t in range(n_passes):
+        configs_M_B = sample_configurations(probs_T_B_K[t : t + 1], n_per_pass, gen)
+        log_T_M = sampled_log_config_probs(probs_T_B_K, configs_M_B)
+        term_M = math.log(n_passes) - torch.logsumexp(log_T_M - log_T_M[t], dim=0)
+        mean_T[t], var_T[t] = term_M.mean(), term_M.var()
+    stderr = math.sqrt(float(var_T.sum()) / n_per_pass) / n_passes
+    return float(mean_T.mean()), stderr
 
 
 def conditional_entropies(probs_T_N_K: torch.Tensor) -> torch.Tensor:
