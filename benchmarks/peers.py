@@ -170,6 +170,15 @@ def joint_mi(probs_T_N_K: torch.Tensor, picks: list[int], n_per_pass: int = 1000
     return f"{value:.4f} +/- {stderr:.4f} nats"
 
 
+def prefix_mi(probs_T_N_K: torch.Tensor, picks: list[int]) -> str:
+    """The reference value of the batch's first n picks, n = 5, 10, 20, 50, ...: where it meets
+    log T (the most that T passes can tell apart), no batch of that size is better than another
+    by the joint information, and the later picks are ranked by the estimate's noise alone."""
+    sizes = [n for n in (5, 10, 20, 50, 100, 150, 200, 400) if n <= len(picks)]
+    values = [batchbald.batch_mutual_information(probs_T_N_K[:, picks[:n]], 200, n) for n in sizes]
+    return ", ".join(f"n={n} {v:.3f}+/-{e:.3f}" for n, (v, e) in zip(sizes, values, strict=True))
+
+
 def batchbald_methods(cand_T_N_K: torch.Tensor, peers: list[str]) -> dict:
     """``{name: fn(budget) -> picks}`` for ours and each of ``peers``, on the same inputs."""
 
@@ -197,6 +206,11 @@ def compare_batchbald(args, probs_T_N_K: torch.Tensor) -> None:
     top = torch.topk(scoring.bald(probs_T_N_K), args.candidates).indices
     cand_T_N_K = probs_T_N_K[:, top].double()
     methods = batchbald_methods(cand_T_N_K, [p for p in args.batchbald_peers if installed(p)])
+    n_passes = cand_T_N_K.shape[0]
+    print(
+        f"BatchBALD over {cand_T_N_K.shape[1]} candidates, T = {n_passes}: a batch's joint "
+        f"information is at most log T = {math.log(n_passes):.4f} nats"
+    )
     for budget in args.budgets:
         runs = [lambda fn=fn: fn(budget) for fn in methods.values()]  # noqa: B023
         timed = dict(zip(methods, best_of(args.repeats, *runs), strict=True))
@@ -214,6 +228,8 @@ def compare_batchbald(args, probs_T_N_K: torch.Tensor) -> None:
                 line += f", {shared} of its {budget} picks among batchbald_redux's"
             line += f", joint MI {joint_mi(cand_T_N_K, picks)}"
             print(line)
+            if name != "baal" and budget > 10:
+                print(f"  {name}'s first n picks: {prefix_mi(cand_T_N_K, picks)}")
 
 
 def main(argv: list[str] | None = None) -> None:
