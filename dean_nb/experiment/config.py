@@ -118,10 +118,11 @@ class ExperimentConfig:
             A file is read and checked when the configuration is built and the matrix kept
             in its place, so the run key and the record depend on the entries, not the path.
         denoise: ``True``: train through a learned noisy-channel layer (section 4, Algorithm
-            2); ``"forward"``: forward correction (Patrini et al. 2017): every step first trains
-            a plain model, estimates the channel from its anchor points
+            2); ``"forward"``: forward correction (Patrini et al. 2017): every step after the
+            first trains a plain model, estimates the channel from its anchor points
             (:func:`dean_nb.learner.forward.anchor_channel`) and trains the step's model again
-            through that fixed estimate; ``False``: neither.
+            through that fixed estimate (step 0 has only the clean initial labels: one plain
+            model, the identity recorded as its channel); ``False``: neither.
         oracle_memory: the share of images whose answer repeats when asked again, in
             ``[0, 1]`` (:class:`dean_nb.problem.oracle.RelabellingOracle`): 1, the paper's
             resolute noise and the default, repeats every answer; 0 draws a fresh answer from
