@@ -259,3 +259,14 @@ def test_batch_mutual_information_never_exceeds_log_T_and_is_sharper_on_long_bat
 def test_batch_mutual_information_refuses_too_few_configurations(random_probs):
     with pytest.raises(ValueError, match="n_per_pass"):
         batchbald.batch_mutual_information(random_probs((3, 2, 2), seed=0), 1)
+
+
+def test_batch_mutual_information_leaves_out_configurations_a_pass_cannot_draw():
+    # rows that sum to a hair below 1 make the inverse-CDF clamp pick the last class, which
+    # has probability 0 under pass 0: the estimate must stay finite and match the exact value
+    probs = torch.tensor([[[0.6, 0.4 - 1e-3, 0.0]], [[0.2, 0.3, 0.5]]], dtype=torch.float64)
+    probs = probs.expand(2, 3, 3).contiguous()
+    estimate, stderr = batchbald.batch_mutual_information(probs, 4000, make_generator(0))
+    assert math.isfinite(estimate) and math.isfinite(stderr)
+    normalised = probs / probs.sum(-1, keepdim=True)
+    assert abs(estimate - exact_batch_mi(normalised)) < 4 * stderr + 2e-3
