@@ -241,7 +241,7 @@ def batch_mutual_information(
         term_M = math.log(n_passes) - torch.logsumexp(
             log_T_M[:, drawable_M] - log_T_M[t, drawable_M], dim=0
         )
-        mean_T[t], var_T[t] = term_M.mean(), term_M.var()
+        mean_T[t], var_T[t] = float(term_M.mean()), float(term_M.var())  # any device
     stderr = math.sqrt(float(var_T.sum()) / n_per_pass) / n_passes
     return float(mean_T.mean()), stderr
 
