@@ -350,6 +350,22 @@ def test_batch_information_draws_a_ceiling_per_number_of_passes():
         plots.batch_information({})
 
 
+def test_batch_information_draws_the_reference_dashed_in_its_passes_colour():
+    values = {20: np.minimum(np.arange(1, 41) * 0.3, 3.2), 100: np.arange(1, 41) * 0.1}
+    sizes = [10, 20, 40]
+    reference = {20: (sizes, [2.5, 2.9, 2.99], [0.02, 0.01, 0.0])}
+    fig = plots.batch_information(values, reference_by_passes=reference)
+    assert_legible(fig)
+    (ax,) = fig.axes
+    (dashed,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert list(dashed.get_xdata()) == sizes and dashed.get_ydata()[1] == pytest.approx(2.9)
+    (solid_20,) = [line for line in ax.lines if line.get_label() == "T = 20"]
+    assert dashed.get_color() == solid_20.get_color()
+    assert "T = 20, reference" in {t.get_text() for t in texts(fig)}
+    with pytest.raises(ValueError, match=r"reference_by_passes.*\[50\]"):
+        plots.batch_information(values, reference_by_passes={50: (sizes, sizes, sizes)})
+
+
 def test_learning_curves_take_a_style_per_method():
     df = frame(strategies=("random", "dean"))
     fig = plots.learning_curves(df, styles={"dean": {"color": "#123456", "linestyle": ":"}})

@@ -86,7 +86,11 @@ def head_to_head_gaps(
 
 
 def batch_information(
-    values_by_passes: Mapping[int, Sequence[float]], *, title: str | None = None
+    values_by_passes: Mapping[int, Sequence[float]],
+    *,
+    reference_by_passes: Mapping[int, tuple[Sequence[int], Sequence[float], Sequence[float]]]
+    | None = None,
+    title: str | None = None,
 ) -> Figure:
     """A greedy BatchBALD batch's information against its size, for several numbers of passes.
 
@@ -94,6 +98,11 @@ def batch_information(
         values_by_passes: ``{T: values}``, the BatchBALD value (nats) of the batch after each
             pick (:func:`dean_nb.strategies.batchbald.batchbald_indices`' second output) with ``T``
             MC-dropout passes.
+        reference_by_passes: optional ``{T: (sizes, values, stderrs)}``: a sharper value of
+            the batch's first ``n`` picks for each ``n`` in ``sizes``
+            (:func:`dean_nb.strategies.batchbald.batch_mutual_information`), drawn dashed in
+            ``T``'s colour with a band of two standard errors. Its keys must be among
+            ``values_by_passes``'.
         title: the figure's title.
 
     Returns:
@@ -102,6 +111,12 @@ def batch_information(
     """
     if not values_by_passes:
         raise ValueError("values_by_passes must hold at least one number of passes")
+    reference_by_passes = dict(reference_by_passes or {})
+    unknown = sorted(set(reference_by_passes) - set(values_by_passes))
+    if unknown:
+        raise ValueError(
+            f"reference_by_passes has numbers of passes {unknown} that values_by_passes lacks"
+        )
     fig = Figure(figsize=(min(MAX_WIDTH, 5.6), 3.2), layout="constrained")
     ax = fig.subplots()
     for n, (passes, values) in enumerate(sorted(values_by_passes.items())):
@@ -109,6 +124,10 @@ def batch_information(
         colour = f"C{n}"
         picks = np.arange(1, len(values) + 1)
         ax.plot(picks, values, color=colour, marker="o", ms=2.5, label=f"T = {passes}")
+        if passes in reference_by_passes:
+            sizes, ref, err = (np.asarray(a, dtype=float) for a in reference_by_passes[passes])
+            ax.plot(sizes, ref, color=colour, ls="--", lw=1.5, label=f"T = {passes}, reference")
+            ax.fill_between(sizes, ref - 2 * err, ref + 2 * err, color=colour, alpha=0.2, lw=0)
         ax.axhline(math.log(passes), color=colour, ls=":", lw=1.2)
         ax.annotate(
             f"log {passes}",
