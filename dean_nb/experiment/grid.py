@@ -243,13 +243,21 @@ def _sigint_held_back() -> Iterator[None]:
     """Block SIGINT (ignore it where blocking is not available) for the block's duration.
 
     A SIGINT that arrives meanwhile is delivered when the block ends (blocked, not ignored).
+    The mask covers this thread (and the processes it starts); another thread of the process
+    (OpenMP's, a test runner's) may still take the signal, so a handler records it meanwhile
+    and it is raised again, under the caller's own handler, when the block ends.
     """
     if hasattr(signal, "pthread_sigmask"):
+        caught: list[int] = []
+        previous_handler = signal.signal(signal.SIGINT, lambda signum, _: caught.append(signum))
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             yield
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a pending one: recorded
+            signal.signal(signal.SIGINT, previous_handler)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
