@@ -34,7 +34,7 @@ from dean_nb.analysis.results import (
     uncertainty_table,
 )
 from dean_nb.cli import main
-from dean_nb.experiment.config import ExperimentConfig, method_label
+from dean_nb.experiment.config import ExperimentConfig, method_label, split_method
 from dean_nb.experiment.presets import preset_of
 from dean_nb.experiment.records import RunResult, StepRecord, load_run
 
@@ -320,8 +320,15 @@ def test_runs_frame_names_a_malformed_step(tmp_path, write_record):
 
 
 def _plain(df: pd.DataFrame) -> list[str]:
-    """The plain method name of each row of a :func:`load_results` frame."""
-    return [method_label(s, d) for s, d in zip(df["strategy"], df["denoise"], strict=True)]
+    """The plain method name of each row of a :func:`load_results` frame: its label without
+    the bracket of differing fields, checked against the row's strategy and denoising (the
+    frame's ``denoise`` is a bool, so the label alone tells the layer from forward correction)."""
+    names = df["method"].str.replace(r" \[.+\]$", "", regex=True)
+    for name, strategy, denoise in zip(names, df["strategy"], df["denoise"], strict=True):
+        base, kind = split_method(name)
+        assert base == strategy and bool(kind) == denoise, (name, strategy, denoise)
+        assert name == method_label(strategy, kind or False)
+    return list(names)
 
 
 def test_the_committed_records_label_only_what_differs_from_their_preset():
