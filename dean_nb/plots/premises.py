@@ -26,9 +26,10 @@ def memory_sweep(table, n_acquired: int, *, title: str | None = None) -> Figure:
         title: the figure's title.
 
     Returns:
-        Two panels side by side, the resolute oracle (memory 1) on the left. A method recorded at several memories is a line, mean +/- one
-        standard deviation over seeds at each; a method recorded at one memory only (it never
-        asks again, so the memory cannot change it) is a band across the whole axis.
+        Two panels side by side, the resolute oracle (memory 1) on the left. A method recorded
+        at several memories is a line, mean +/- one standard deviation over seeds at each; a
+        method recorded at one memory only (it never asks again, so the memory cannot change
+        it) is a band across the whole axis.
     """
     check_frame(
         table, ["method", "oracle_memory", "seed", "n_acquired", "test_accuracy", "wrong_share"]
@@ -39,6 +40,7 @@ def memory_sweep(table, n_acquired: int, *, title: str | None = None) -> Figure:
     memories = sorted(at["oracle_memory"].unique())
     span = (min(memories) - 0.05, max(memories) + 0.05)
     fig, axes, spare = panel_grid(len(_PANELS), 2, 3.3, 2.7, sharey=False)
+    fig.get_layout_engine().set(wspace=0.08)  # room for the right panel's own y label
     for ax, (value, ylabel) in zip(axes, _PANELS, strict=True):
         for method in method_order(list(at["method"].unique())):
             rows = at[at["method"] == method]
@@ -56,7 +58,7 @@ def memory_sweep(table, n_acquired: int, *, title: str | None = None) -> Figure:
         ax.set_xlim(span[1], span[0])  # resolute (the paper's oracle) on the left
         ax.set_xticks(memories)
         ax.set_xlabel("oracle memory (1: resolute)", fontsize=SMALL)
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel, fontsize=SMALL)
         ax.tick_params(labelsize=SMALL)
         ax.grid(alpha=0.3)
     legend_in(fig, spare, *axes[0].get_legend_handles_labels())
