@@ -4,7 +4,7 @@ Chapters 5 and 6 and ``python -m dean_nb report``. :func:`load_results` reads ev
 of a folder (:mod:`dean_nb.experiment.records`) into one tidy :class:`pandas.DataFrame`, one row per run x
 step (:data:`RESULT_COLUMNS`); :func:`config_id` tells repeats of one configuration (which may
 be averaged) from other configurations (which are labelled apart, never mixed).
-:func:`runs_frame` gives the same frame of runs in memory, named by the caller (chapter 8).
+:func:`runs_frame` gives the same frame of runs in memory, named by the caller (chapter 9).
 :func:`summary_table` gives the paper's Table-2 view (mean +/- std test accuracy over seeds at
 each number of labels), :func:`format_summary` its text cells, and :func:`uncertainty_table` the
 Table-1 view (mean sigma per step).
