@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 
 from dean_nb.analysis.claims import PairedGap
-from dean_nb.analysis.head_to_head import HEAD_TO_HEAD_COLUMNS, format_table, head_to_head, outcome
+from dean_nb.analysis.head_to_head import (
+    HEAD_TO_HEAD_COLUMNS,
+    assert_quoted,
+    format_table,
+    head_to_head,
+    outcome,
+    table_row,
+)
 
 
 def gap(mean: float, stderr: float = 0.001, n: int = 5) -> PairedGap:
@@ -135,3 +142,57 @@ def test_best_of_judges_against_the_best_rival_at_each_point():
         best_of=True,
     )
     assert only["rival"].tolist() == ["bald"] and only["seeds"].tolist() == [4]
+
+
+def _two_noise_levels() -> pd.DataFrame:
+    rows = [
+        {"ε": e, "acquired": n, "rival": r, "gap": 10 * e + n / 100, "stderr": 0.1}
+        | {"better": 5, "seeds": 5, "verdict": "ahead"}
+        for e in (0.0, 0.3)
+        for n in (200, 1000)
+        for r in ("random", "bald")
+    ]
+    return pd.DataFrame(rows, columns=list(HEAD_TO_HEAD_COLUMNS))
+
+
+def test_table_row_finds_the_one_line_and_asks_for_epsilon_when_two_match():
+    table = _two_noise_levels()
+    line = table_row(table, 1000, "bald", epsilon=0.3)
+    assert (line["ε"], line["acquired"], line["rival"]) == (0.3, 1000, "bald")
+    assert line["gap"] == pytest.approx(13.0)
+    one_level = table[table["ε"] == 0.0]
+    assert table_row(one_level, 200, "random")["gap"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="pass epsilon"):
+        table_row(table, 200, "random")
+    with pytest.raises(KeyError, match="badge"):
+        table_row(table, 200, "badge", epsilon=0.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted", "unit", "holds"),
+    [
+        (2.34, 2.3, 0.1, True),
+        (2.35, 2.3, 0.1, True),  # the rounding boundary counts
+        (2.36, 2.3, 0.1, False),
+        (-6.44, -6.4, 0.1, True),
+        (-6.46, -6.4, 0.1, False),
+        (112.6, 113, 1, True),
+        (0.264, 0.26, 0.01, True),
+        (0.266, 0.26, 0.01, False),
+        (math.nan, 2.3, 0.1, False),
+    ],
+)
+def test_assert_quoted_holds_exactly_when_the_number_rounds_to_the_quote(
+    value, quoted, unit, holds
+):
+    if holds:
+        assert_quoted(value, quoted, unit=unit)
+    else:
+        with pytest.raises(AssertionError, match=f"says {quoted:g}"):
+            assert_quoted(value, quoted, unit=unit)
+
+
+@pytest.mark.parametrize("unit", [0.0, -0.1, math.inf, math.nan])
+def test_assert_quoted_refuses_a_unit_that_is_no_rounding(unit):
+    with pytest.raises(ValueError, match="unit"):
+        assert_quoted(1.0, 1.0, unit=unit)

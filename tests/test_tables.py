@@ -179,6 +179,22 @@ def test_seeds_per_method_counts_and_fills_zero():
     assert seeds.loc[0.0, "dean+denoise"] == 0 and seeds.loc[0.3, "dean+denoise"] == 3
 
 
+def test_seeds_complete_needs_every_method_at_every_noise_level():
+    df = tidy(seeds=range(5))
+    assert tables.seeds_complete(df, ["dean", "bald"], [0.0, 0.3])
+    assert not tables.seeds_complete(df, ["dean", "bald"], [0.0, 0.3], n_seeds=6)
+    fewer = df[~((df["method"] == "bald") & (df["epsilon"] == 0.3) & (df["seed"] == 4))]
+    assert not tables.seeds_complete(fewer, ["dean", "bald"], [0.0, 0.3])
+    assert tables.seeds_complete(fewer, ["dean", "bald"], [0.0])
+    assert tables.seeds_complete(fewer, ["bald"], [0.3], n_seeds=4)
+    assert not tables.seeds_complete(df, ["dean", "badge"], [0.0])  # no badge records
+    assert not tables.seeds_complete(df, ["dean"], [0.1])  # no records at 0.1
+    with pytest.raises(TypeError, match="methods"):
+        tables.seeds_complete(df, "dean", [0.0])
+    with pytest.raises(ValueError, match="n_seeds"):
+        tables.seeds_complete(df, ["dean"], [0.0], n_seeds=0)
+
+
 def test_median_beta_is_the_median_over_seeds_of_the_selecting_steps():
     df = tidy(seeds=range(5))
     betas = tables.median_beta(df)

@@ -10,6 +10,9 @@ accuracy, and its standard error) turned into one word by :func:`outcome`:
 * ``(tentative)`` is added when fewer than ``min_seeds`` seeds are paired, or when the interval
   ``gap +/- n_stderr * stderr`` reaches past one of the boundaries ``+/-margin``, i.e. the word
   could change with a few more seeds.
+
+A chapter that quotes a verdict keeps its text true with :func:`table_row` (the line it
+quotes) and :func:`assert_quoted` (a number as the text rounds it).
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from collections.abc import Iterable, Sequence
 from dean_nb.analysis.claims import PairedGap, paired_gap, settled_against
 from dean_nb.validation import check_columns, check_float_range, check_int_range
 
-__all__ = ["HEAD_TO_HEAD_COLUMNS", "OUTCOMES", "format_table", "head_to_head", "outcome"]
+__all__ = [
+    "HEAD_TO_HEAD_COLUMNS",
+    "OUTCOMES",
+    "assert_quoted",
+    "format_table",
+    "head_to_head",
+    "outcome",
+    "table_row",
+]
 
 #: The words of :func:`outcome` (before any ``" (tentative)"``).
 OUTCOMES = ("ahead", "tie", "behind", "not measured")
@@ -155,3 +166,38 @@ def format_table(table):
             "verdict": table["verdict"],
         }
     )
+
+
+def table_row(table, acquired: int, rival: str, *, epsilon: float | None = None):
+    """The line of a :func:`head_to_head` table at ``acquired`` against ``rival``.
+
+    ``epsilon`` picks the noise level; it may be left out when the table has only one. Raises
+    ``KeyError`` naming the line when the table has none, ``ValueError`` when ``epsilon`` is
+    needed to pick one.
+    """
+    check_columns(table, HEAD_TO_HEAD_COLUMNS)
+    at = table[(table["acquired"] == acquired) & (table["rival"] == rival)]
+    if epsilon is not None:
+        at = at[at["ε"] == epsilon]
+    if len(at) == 0:
+        raise KeyError(f"no line at acquired={acquired}, rival={rival!r}, epsilon={epsilon}")
+    if len(at) > 1:
+        raise ValueError(
+            f"{len(at)} lines at acquired={acquired}, rival={rival!r}: pass epsilon "
+            f"(one of {sorted(set(at['ε']))}) or a table of one method"
+        )
+    return at.iloc[0]
+
+
+def assert_quoted(value: float, quoted: float, *, unit: float = 0.1) -> None:
+    """Assert that a text which quotes ``quoted`` (rounded to ``unit``) says ``value``:
+    ``|value - quoted| <= unit / 2``. The error names both numbers.
+
+    A chapter calls it under every number its prose quotes from the records, so the prose
+    cannot drift from them when the records are re-made.
+    """
+    check_float_range("unit", unit, 0.0, math.inf, low_inclusive=False, high_inclusive=False)
+    if not math.isfinite(value) or abs(value - quoted) > unit / 2 + 1e-9:
+        raise AssertionError(
+            f"the text says {quoted:g} (to {unit:g}); the records give {value:.4g}"
+        )

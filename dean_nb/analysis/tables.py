@@ -13,6 +13,8 @@ their own pandas:
 - :func:`denoising_gains`: each strategy with and without the denoising layer, paired by seed;
 - :func:`first_batch_balance`: classes in the first acquired batch of each run;
 - :func:`seeds_per_method`, :func:`median_beta`: seed counts and DeAn's temperature per step;
+- :func:`seeds_complete`: whether a grid is in (enough seeds of every method named), so a
+  chapter judges a discussion only when its runs are all in;
 - :func:`network_comparison`: the same grid on several networks, side by side.
 
 Accuracies are fractions unless a function says ``percent``.
@@ -26,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dean_nb.analysis.claims import PairedGap, paired_gap
 from dean_nb.experiment.config import DENOISE_SUFFIX, ExperimentConfig
 from dean_nb.experiment.records import RunResult
-from dean_nb.validation import check_columns
+from dean_nb.validation import check_columns, check_int_range
 
 __all__ = [
     "best_methods",
@@ -39,6 +41,7 @@ __all__ = [
     "network_comparison",
     "paired_gaps",
     "protocol_table",
+    "seeds_complete",
     "seeds_per_method",
 ]
 
@@ -234,6 +237,22 @@ def seeds_per_method(df):
     (0 where a method has none)."""
     check_columns(df, ("epsilon", "method", "seed"))
     return df.groupby(["epsilon", "method"])["seed"].nunique().unstack("method", fill_value=0)
+
+
+def seeds_complete(
+    df, methods: Iterable[str], epsilons: Iterable[float], *, n_seeds: int = 5
+) -> bool:
+    """Whether every one of ``methods`` has at least ``n_seeds`` seeds at every one of
+    ``epsilons`` in ``df`` (a method or noise level without records has none)."""
+    check_int_range("n_seeds", n_seeds, low=1)
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a list of method labels, not the string {methods!r}")
+    seeds = seeds_per_method(df)
+    return all(
+        method in seeds.columns and eps in seeds.index and seeds.loc[eps, method] >= n_seeds
+        for method in methods
+        for eps in epsilons
+    )
 
 
 def median_beta(df, strategy: str = "dean"):
