@@ -210,6 +210,23 @@ def test_sampled_configurations_are_stratified_over_the_passes():
     assert torch.equal(configs[:, 0], configs[:, 1])  # one pass per configuration
 
 
+def test_sampled_configurations_never_draw_a_class_their_pass_gives_probability_zero():
+    # rows that sum to less than 1 (here by 1e-2, in practice by float rounding) leave uniforms
+    # above the last cumulative sum: those go to the last class of positive probability
+    probs = torch.tensor(
+        [[[0.5, 0.49, 0.0], [0.0, 0.99, 0.0]], [[0.2, 0.3, 0.49], [0.99, 0.0, 0.0]]],
+        dtype=torch.float64,
+    )
+    configs = batchbald.sample_configurations(probs, 20_000, make_generator(0))
+    t_M = torch.arange(2).repeat_interleave(10_000)  # stratified: pass 0, then pass 1
+    drawn_probs = probs[t_M[:, None], torch.arange(2)[None, :], configs]
+    assert bool((drawn_probs > 0).all())
+    # the last positive class takes the leftover mass (1% of pass 0's draws at point 0)
+    share = float((configs[:10_000, 0] == 1).double().mean())
+    assert abs(share - 0.50) < 4 * math.sqrt(0.25 / 10_000)
+    assert bool((configs[:10_000, 1] == 1).all()) and bool((configs[10_000:, 1] == 0).all())
+
+
 def exact_batch_mi(probs_T_B_K: torch.Tensor) -> float:
     joint = batchbald.joint_entropy_exact(probs_T_B_K)
     return float(joint - batchbald.conditional_entropies(probs_T_B_K).sum())

@@ -88,8 +88,9 @@ def sample_configurations(
     (plus ``M mod T`` from passes drawn without replacement), each with every
     ``y_i ~ p_t(y_i)`` independently. The mixture's weights are unchanged, so the importance
     weights of :func:`joint_entropies_with_candidates` still apply, with less variance than
-    passes drawn at random. Uniforms come from ``generator`` on its own device, so a CPU
-    generator serves CUDA inputs.
+    passes drawn at random. A class that its pass gives probability 0 is never drawn, even
+    where the pass's row sums to a hair below 1. Uniforms come from ``generator`` on its own
+    device, so a CPU generator serves CUDA inputs.
     """
     check_ndim("probs_T_B_K", probs_T_B_K, 3, "(T, B, K)")
     n_samples = check_int_range("n_samples", n_samples, 1)
@@ -105,10 +106,13 @@ def sample_configurations(
     u_M_B = torch.rand(
         n_samples, n_points, generator=generator, device=generator.device, dtype=torch.float64
     )
-    cdf_M_B_K = probs_T_B_K.to(torch.float64)[t_M.to(device)].cumsum(dim=-1)
-    # inverse-CDF draw; the clamp guards against cumulative sums a hair below 1
+    probs_M_B_K = probs_T_B_K.to(torch.float64)[t_M.to(device)]
+    cdf_M_B_K = probs_M_B_K.cumsum(dim=-1)
     configs_M_B = torch.searchsorted(cdf_M_B_K, u_M_B.to(device)[..., None], right=True)
-    return configs_M_B.squeeze(-1).clamp_max(n_classes - 1)
+    # a uniform above a cumulative sum a hair below 1 falls past the last class: it goes to
+    # the last class of positive probability (never to one its pass cannot draw)
+    last_positive_M_B = n_classes - 1 - (probs_M_B_K > 0).flip(-1).to(torch.int8).argmax(-1)
+    return torch.minimum(configs_M_B.squeeze(-1), last_positive_M_B)
 
 
 def sampled_log_config_probs(probs_T_B_K: torch.Tensor, configs_M_B: torch.Tensor) -> torch.Tensor:
