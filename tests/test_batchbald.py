@@ -279,8 +279,9 @@ def test_batch_mutual_information_refuses_too_few_configurations(random_probs):
 
 
 def test_batch_mutual_information_leaves_out_configurations_a_pass_cannot_draw():
-    # rows that sum to a hair below 1 make the inverse-CDF clamp pick the last class, which
-    # has probability 0 under pass 0: the estimate must stay finite and match the exact value
+    # rows that sum to less than 1 leave uniforms past the last cumulative sum, and pass 0
+    # gives its last class probability 0: the estimate must stay finite and match the exact
+    # value of the normalised rows
     probs = torch.tensor([[[0.6, 0.4 - 1e-3, 0.0]], [[0.2, 0.3, 0.5]]], dtype=torch.float64)
     probs = probs.expand(2, 3, 3).contiguous()
     estimate, stderr = batchbald.batch_mutual_information(probs, 4000, make_generator(0))

@@ -239,8 +239,8 @@ def batch_mutual_information(
     for t in range(n_passes):
         configs_M_B = sample_configurations(probs_T_B_K[t : t + 1], n_per_pass, gen)
         log_T_M = sampled_log_config_probs(probs_T_B_K, configs_M_B)
-        # the inverse-CDF draw's clamp can, once in ~1e7 draws, give a label of probability 0
-        # under pass t: such a configuration cannot come from pass t, so it is left out
+        # sample_configurations never draws a label of probability 0 under pass t; should a
+        # configuration still be impossible under it (a row of zeros), it is left out
         drawable_M = torch.isfinite(log_T_M[t])
         term_M = math.log(n_passes) - torch.logsumexp(
             log_T_M[:, drawable_M] - log_T_M[t, drawable_M], dim=0
