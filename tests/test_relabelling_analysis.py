@@ -109,6 +109,11 @@ def test_the_outcome_table_names_each_run_and_refuses_an_inconsistent_one():
     assert list(table["asked_again"]) == [1, 1] and list(table["most_answers"]) == [3, 3]
     with pytest.raises(TypeError, match="RunResult"):
         relabel_outcome_table([{"config": {}}])
+    blind = run_of(STEPS)
+    blind.true_channel = None
+    for read in (relabel_outcome, label_quality):
+        with pytest.raises(ValueError, match="true_channel"):
+            read(blind)
     bad = run_of([STEPS[0], {"relabelled": [9], "relabel_answers": [0]}])
     with pytest.raises(ValueError, match="step 1 re-labels image 9, never acquired"):
         relabel_outcome(bad)

@@ -81,12 +81,11 @@ def _answers_before_each_step(run: RunResult):
     yield None, answers, truth
 
 
-def _vote(run: RunResult, answers: list[int], image: int) -> int:
+def _num_classes(run: RunResult) -> int:
+    """The run's number of classes, from its channel (a vote needs it); refused without one."""
     if not run.true_channel:
         raise ValueError("run has no true_channel; its labels cannot be voted on")
-    return seeded_vote(
-        answers, image=image, seed=run.config.seed, num_classes=len(run.true_channel)
-    )
+    return len(run.true_channel)
 
 
 def _run_head(run: RunResult) -> dict[str, Any]:
@@ -114,13 +113,16 @@ def label_quality(run: RunResult) -> list[dict[str, Any]]:
     ``ValueError`` names the step where the record is inconsistent: a re-label of an image not
     yet acquired, or not one answer per re-labelled image.
     """
-    _vote(run, [0], 0)  # a run without its channel is refused before any work
+    num_classes, seed = _num_classes(run), run.config.seed
     rows = []
     for record, answers, truth in _answers_before_each_step(run):
         if record is None:
             break
         n_answers = sum(len(a) for a in answers.values())
-        wrong = sum(_vote(run, a, i) != truth[i] for i, a in answers.items())
+        wrong = sum(
+            seeded_vote(a, image=i, seed=seed, num_classes=num_classes) != truth[i]
+            for i, a in answers.items()
+        )
         rows.append(
             {
                 "step": int(record.step),
@@ -157,12 +159,16 @@ def relabel_outcome(run: RunResult) -> dict[str, int]:
     mended) and ``most_answers`` (the most answers any image got; 0 with no image). The same
     errors as :func:`label_quality` for an inconsistent record.
     """
+    num_classes, seed = _num_classes(run), run.config.seed
     *_, (_, answers, truth) = _answers_before_each_step(run)
     asked = [image for image, given in answers.items() if len(given) > 1]
     return {
         "asked_again": len(asked),
         "first_wrong": sum(answers[i][0] != truth[i] for i in asked),
-        "vote_wrong": sum(_vote(run, answers[i], i) != truth[i] for i in asked),
+        "vote_wrong": sum(
+            seeded_vote(answers[i], image=i, seed=seed, num_classes=num_classes) != truth[i]
+            for i in asked
+        ),
         "most_answers": max((len(given) for given in answers.values()), default=0),
     }
 
