@@ -278,7 +278,7 @@ def test_batch_mutual_information_refuses_too_few_configurations(random_probs):
         batchbald.batch_mutual_information(random_probs((3, 2, 2), seed=0), 1)
 
 
-def test_batch_mutual_information_leaves_out_configurations_a_pass_cannot_draw():
+def test_batch_mutual_information_is_exact_where_a_pass_gives_a_class_probability_0():
     # rows that sum to less than 1 leave uniforms past the last cumulative sum, and pass 0
     # gives its last class probability 0: the estimate must stay finite and match the exact
     # value of the normalised rows

@@ -239,12 +239,8 @@ def batch_mutual_information(
     for t in range(n_passes):
         configs_M_B = sample_configurations(probs_T_B_K[t : t + 1], n_per_pass, gen)
         log_T_M = sampled_log_config_probs(probs_T_B_K, configs_M_B)
-        # sample_configurations never draws a label of probability 0 under pass t; should a
-        # configuration still be impossible under it (a row of zeros), it is left out
-        drawable_M = torch.isfinite(log_T_M[t])
-        term_M = math.log(n_passes) - torch.logsumexp(
-            log_T_M[:, drawable_M] - log_T_M[t, drawable_M], dim=0
-        )
+        # finite: sample_configurations never draws a label of probability 0 under pass t
+        term_M = math.log(n_passes) - torch.logsumexp(log_T_M - log_T_M[t], dim=0)
         mean_T[t], var_T[t] = float(term_M.mean()), float(term_M.var())  # any device
     stderr = math.sqrt(float(var_T.sum()) / n_per_pass) / n_passes
     return float(mean_T.mean()), stderr
