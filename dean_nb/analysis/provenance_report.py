@@ -78,17 +78,21 @@ def version_summary(prov):
     )
 
 
-def wall_time_by_machine(df, prov):
-    """Mean wall time of each step (seconds): rows ``(machine, method)``, columns the steps.
+def wall_time_by_machine(df, prov, *, over_seeds: str = "mean"):
+    """Wall time of each step (seconds) over the seeds: rows ``(machine, method)``, columns
+    the steps.
 
     ``df`` is the tidy frame of :func:`dean_nb.analysis.results.load_results`, ``prov`` the
-    :func:`provenance_frame` of the same records (joined on ``run``).
+    :func:`provenance_frame` of the same records (joined on ``run``). ``over_seeds`` is
+    ``"mean"`` or ``"median"`` (a run paused for a while does not move the median).
     """
+    if over_seeds not in ("mean", "median"):
+        raise ValueError(f"over_seeds must be 'mean' or 'median', got {over_seeds!r}")
     check_columns(df, ("run", "method", "step", "wall_time"))
     check_columns(prov, ("run", "machine"))
     machine = df["run"].map(prov.set_index("run")["machine"])
     return df.assign(machine=machine).pivot_table(
-        index=["machine", "method"], columns="step", values="wall_time", aggfunc="mean"
+        index=["machine", "method"], columns="step", values="wall_time", aggfunc=over_seeds
     )
 
 
